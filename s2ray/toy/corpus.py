@@ -1,0 +1,43 @@
+"""The toy model's pretraining corpus: every taught method's step formats, and weak direct answers.
+
+Each item is a (user message, assistant reply) pair drawn from the *train* split of a task (disjoint by
+construction from the unlabelled and test splits). System 2 formats are taught with correct steps for all input
+sizes; direct (System 1) answers carry each task's natural weakness (short inputs only, sycophancy, position bias).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Iterator
+
+from s2ray.methods import METHODS
+from s2ray.tasks import TASKS
+from s2ray.tasks.common import draw
+
+BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
+USER_PREFIX, ASSISTANT_PREFIX = "Q: ", "\nA: "  # the toy chat format: "<s>Q: {user}\nA: {reply}</s>"
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'user' %}{{ '" + USER_PREFIX + "' + m['content'] + '\\nA: ' }}"
+    "{% elif m['role'] == 'assistant' %}{{ m['content'] + eos_token }}"
+    "{% else %}{{ m['content'] + '\\n' }}{% endif %}{% endfor %}"
+)
+CHARS = "".join(chr(c) for c in range(32, 127)) + "\n"
+VOCAB = [PAD, BOS, EOS, UNK, *CHARS]
+
+
+def prompt_text(user: str) -> str:
+    """The toy chat format of one user message, up to where the reply starts (bos token excluded)."""
+    return f"{USER_PREFIX}{user}{ASSISTANT_PREFIX}"
+
+
+def examples(teach: dict[str, list[str]], seed: int) -> Iterator[tuple[str, str]]:
+    """An endless, seeded stream of (user, reply) pairs over the taught tasks and methods."""
+    rng = random.Random(f"corpus:{seed}")
+    names = sorted(teach)
+    while True:
+        task = TASKS[rng.choice(names)]
+        fields = draw(task, rng, "train")
+        yield from METHODS["direct"].demonstrations(task, fields, rng)
+        method = METHODS[rng.choice(teach[task.NAME])]
+        yield from method.demonstrations(task, fields, rng)

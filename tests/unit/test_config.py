@@ -1,0 +1,56 @@
+"""Every shipped config loads; overrides apply; bad values are named."""
+
+import pytest
+
+from s2ray.config import CONFIG_DIR, ConfigError, load_config
+
+SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def test_profiles_exist():
+    assert {"local-cpu", "llama2-70b"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_config_loads(name):
+    cfg = load_config(name)
+    assert cfg.name == name and cfg.tasks
+
+
+def test_local_cpu_is_the_toy_world_and_70b_is_chat():
+    toy, big = load_config("local-cpu"), load_config("llama2-70b")
+    assert toy.model == "toy" and toy.prompt_style == "toy" and toy.engine.tensor_parallel_size == 1
+    assert big.prompt_style == "chat" and big.engine.tensor_parallel_size == 8 and not big.engine.trust_remote_code
+
+
+def test_overrides_are_typed():
+    cfg = load_config("local-cpu", ["eval.num_examples=7", "engine.enable_prefix_caching=false",
+                                    "tasks.coin_flip.method=rar2"])
+    assert cfg.eval.num_examples == 7 and cfg.engine.enable_prefix_caching is False
+    assert cfg.tasks["coin_flip"].method == "rar2"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("eval.num_examples=0", "field eval.num_examples: Input should be greater than 0"),
+    ("engine.dtype=fp8", "field engine.dtype: must be one of"),
+    ("toy_model.colour=red", "field toy_model.colour: Extra inputs are not permitted"),
+    ("tasks.coin_flip.method=telepathy", "unknown method 'telepathy'"),
+    ("tasks.coin_flip.method=bsm", "the toy model is not taught 'bsm' for coin_flip"),
+    ("toy_model.num_heads=3", "hidden_size \\(128\\) must be divisible by num_heads \\(3\\)"),
+    ("prompt_style=fancy", "field prompt_style"),
+    ("eval", "must look like a.b=value"),
+])
+def test_bad_values_name_the_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("local-cpu", [override])
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="profiles: .*local-cpu"):
+        load_config("nope")
+
+
+def test_toy_fingerprint_tracks_the_toy_config():
+    a, b = load_config("local-cpu"), load_config("local-cpu", ["toy_model.steps=10"])
+    assert a.toy_model.fingerprint() != b.toy_model.fingerprint()
+    assert a.toy_model.fingerprint() == load_config("local-cpu", ["eval.seed=9"]).toy_model.fingerprint()
