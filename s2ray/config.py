@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,8 @@ class ToyModelConfig(Strict):
     warmup_steps: int = Field(50, ge=0, description="Linear warm-up steps.")
     max_position_embeddings: int = Field(512, gt=0, description="Longest sequence the model can take.")
     threads: int = Field(2, gt=0, description="torch CPU threads while training.")
+    word_tokens: bool = Field(True, description="Toy-world words are single tokens (else characters only).")
+    bf16: bool = Field(True, description="bf16 autocast while training (faster on CPUs with AVX512-BF16).")
     teach: dict[str, list[str]] = Field(
         default_factory=lambda: {"last_letter": ["rar1", "rar2"], "coin_flip": ["rar1", "rar2"],
                                  "opinion_qa": ["s2a"], "pair_judge": ["bsm"], "arithmetic": ["cot"]},
@@ -107,6 +110,182 @@ class EvalConfig(Strict):
     concurrency: int = Field(512, gt=0, description="Programs in flight at once against the engine.")
 
 
+class GenerateConfig(Strict):
+    """System 2 sampling over unlabelled inputs (Ray Data through vLLM actor pools), vote, filter, distill set."""
+
+    input: str | None = Field(None, description="JSONL/Parquet rows (id, task, fields); null = toy unlabelled rows.")
+    rows_per_task: int = Field(2000, gt=0, description="Toy unlabelled rows per task when `input` is null.")
+    seed: int = Field(0, description="Seed of the toy unlabelled rows.")
+    num_samples: int = Field(8, gt=0, description="k: System 2 samples per row (n=k on the first call).")
+    temperature: float = Field(0.8, ge=0, description="Sampling temperature of the k samples.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the k samples.")
+    max_tokens: int = Field(256, gt=0, description="Generation cap per engine call.")
+    agreement: float = Field(0.75, gt=0, le=1, description="tau: share of valid votes the majority answer needs.")
+    min_valid: int = Field(4, gt=0, description="Rows with fewer parseable answers are dropped.")
+    filter: Literal["majority", "usc"] = Field("majority", description="majority vote, or universal self-consistency.")
+    order_swap: bool = Field(True, description="Judging tasks: keep a verdict only if it survives swapping A/B.")
+    batch_size: int = Field(64, gt=0, description="Rows per Ray Data batch sent to a sampler actor.")
+    concurrency: tuple[int, int] = Field((1, 1), description="(min, max) sampler actors; the pool autoscales.")
+    num_cpus: float = Field(1, ge=0, description="CPUs reserved per sampler actor.")
+    num_gpus: float = Field(0, ge=0, description="GPUs per sampler actor (= engine.tensor_parallel_size on GPUs).")
+    batches_per_actor: int = Field(2, gt=0, description="Batches in flight per actor (keeps its engine busy).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "GenerateConfig":
+        low, high = self.concurrency
+        if not 1 <= low <= high:
+            raise ValueError(f"generate.concurrency must be (min, max) with 1 <= min <= max, got {self.concurrency}")
+        if self.min_valid > self.num_samples:
+            raise ValueError(f"generate.min_valid ({self.min_valid}) cannot exceed num_samples ({self.num_samples})")
+        return self
+
+
+class LoraConfig(Strict):
+    """PEFT LoRA: train low-rank adapters instead of all weights; merged into a full checkpoint on export."""
+
+    enabled: bool = Field(False, description="Train LoRA adapters (true) or all weights (false).")
+    r: int = Field(8, gt=0, description="Adapter rank.")
+    alpha: int = Field(16, gt=0, description="Adapter scale numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+                                      description="Module names that get adapters (Llama: q/k/v/o/gate/up/down_proj).")
+    merge: bool = Field(True, description="Export the base weights with adapters merged (what vLLM serves).")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _targets(cls, v: list[str]) -> list[str]:
+        if not v or any(not m.strip() for m in v):
+            raise ValueError("must list at least one non-empty module name")
+        return v
+
+
+class TrainConfig(Strict):
+    """Distillation fine-tuning: Ray Train TorchTrainer workers running DeepSpeed ZeRO on the distill set."""
+
+    num_workers: int = Field(2, gt=0, description="Training workers (one per GPU on GPU nodes).")
+    use_gpu: bool = Field(False, description="One GPU per worker, NCCL; false = CPU workers, gloo.")
+    resources_per_worker: dict[str, float] = Field(default_factory=lambda: {"CPU": 1},
+                                                   description="Ray resources each worker reserves (CPU, GPU, memory).")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="How workers spread over nodes (PACK fills a node's GPUs first).")
+    workers_per_node: int = Field(1, gt=0, description="Workers on one node; sizes the CPU memory offload needs.")
+    zero_stage: Literal[2, 3] = Field(2, description="DeepSpeed ZeRO stage: 2 shards optimizer+grads, 3 also params.")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto = bf16 on GPU, fp32 on CPU.")
+    offload_optimizer: bool = Field(False, description="Keep optimizer states in CPU memory (DeepSpeedCPUAdam).")
+    offload_params: bool = Field(False, description="ZeRO-3 only: keep parameters in CPU memory between uses.")
+    micro_batch_size: int = Field(8, gt=0, description="Packed blocks per worker per forward/backward.")
+    grad_accum_steps: int = Field(1, gt=0, description="Micro-batches accumulated per optimizer step.")
+    block_size: int = Field(256, gt=0, description="Tokens per packed block; longer examples are dropped (counted).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (large models).")
+    max_steps: int = Field(300, gt=0, description="Optimizer steps; the distill set is cycled as needed.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine decay floor as a share of the peak rate.")
+    warmup_steps: int = Field(20, ge=0, description="Linear warm-up steps from 0 to the peak rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    grad_clip: float = Field(1.0, ge=0, description="Clip the global gradient norm to this (0 = off).")
+    replay_fraction: float = Field(0.0, ge=0, lt=1, description="Share of training examples drawn from the toy "
+                                   "corpus, so the model keeps its System 2 formats (toy model only).")
+    checkpoint_every: int = Field(50, gt=0, description="Steps between checkpoints reported to Ray Train.")
+    num_checkpoints_kept: int = Field(2, gt=0, description="Newest checkpoints kept in storage.")
+    max_failures: int = Field(2, ge=0, description="Worker-group restarts from the last checkpoint before giving up.")
+    log_every: int = Field(10, gt=0, description="Steps between metric reports (loss, tokens/s, learning rate).")
+    seed: int = Field(0, description="Seed of shuffling, replay examples and adapter init.")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("train.offload_params needs train.zero_stage=3 (ZeRO-2 keeps parameters on the device)")
+        if self.precision == "bf16" and not self.use_gpu:
+            raise ValueError("train.precision: bf16 needs train.use_gpu=true (DeepSpeed on CPU trains in fp32)")
+        if self.use_gpu and self.resources_per_worker.get("GPU", 1) != 1:
+            raise ValueError("train.resources_per_worker.GPU must be 1 when use_gpu (one GPU per worker)")
+        if self.warmup_steps >= self.max_steps:
+            raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be < train.max_steps ({self.max_steps})")
+        return self
+
+
+class ReplicaConfig(Strict):
+    """Replicas and resources of one Serve deployment; Serve autoscales it on ongoing requests per replica."""
+
+    min_replicas: int = Field(1, ge=1, description="Fewest replicas (each holds a warm engine).")
+    max_replicas: int = Field(1, ge=1, description="Most replicas the autoscaler may start.")
+    target_ongoing_requests: float = Field(16, gt=0, description="Ongoing requests per replica the autoscaler aims at.")
+    max_ongoing_requests: int = Field(64, gt=0, description="Requests a replica takes at once; the rest queue.")
+    upscale_delay_s: float = Field(10, ge=0, description="Load must stay high this long before scaling up.")
+    downscale_delay_s: float = Field(300, ge=0, description="Load must stay low this long before scaling down.")
+    num_cpus: float = Field(1, ge=0, description="CPUs reserved per replica (fractions share a small machine).")
+    num_gpus: float = Field(0, ge=0, description="GPUs per replica (= engine.tensor_parallel_size on GPUs).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ReplicaConfig":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
+        if self.max_ongoing_requests < self.target_ongoing_requests:
+            raise ValueError(f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= "
+                             f"target_ongoing_requests ({self.target_ongoing_requests})")
+        return self
+
+
+class RouterConfig(Strict):
+    """The `router` model: System 1 first; escalate to System 2 only when System 1 is unsure."""
+
+    method: str = Field("cot", description="System 2 method when the request names no task (else the task's).")
+    samples: int = Field(4, gt=0, description="k cheap System 1 samples whose agreement measures certainty.")
+    temperature: float = Field(0.7, ge=0, description="Temperature of the k System 1 samples.")
+    max_tokens: int = Field(32, gt=0, description="Generation cap of each System 1 sample.")
+    min_agreement: float = Field(0.75, ge=0, le=1, description="Escalate when the majority answer's share is below.")
+    min_mean_logprob: float | None = Field(None, le=0, description="Escalate when the majority samples' mean "
+                                           "per-token log-probability is below; null = agreement only.")
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        if _known_method(v) == "direct":
+            raise ValueError("must be a System 2 method, not 'direct'")
+        return v
+
+
+class ServeConfig(Strict):
+    """Ray Serve: an OpenAI-compatible app serving System 1, `system2/<method>` and the `router`."""
+
+    model: str | None = Field(None, description="Distilled System 1 model folder; null = serve the base model.")
+    system1_name: str = Field("system1", description="Model name of the System 1 model in the OpenAI API.")
+    host: str = Field("127.0.0.1", description="HTTP bind address (0.0.0.0 only behind an auth proxy or API key).")
+    port: int = Field(8000, gt=0, lt=65536, description="HTTP port.")
+    api_key_env: str | None = Field(None, description="NAME of the environment variable holding the API key; "
+                                    "null = no key required.")
+    max_body_bytes: int = Field(1_000_000, gt=0, description="Larger request bodies get 413.")
+    max_n: int = Field(8, gt=0, description="Most completions one request may ask for (n).")
+    default_max_tokens: int = Field(256, gt=0, description="Generation cap when a request gives no max_tokens.")
+    system2_methods: list[str] = Field(default_factory=lambda: ["cot", "rar1", "rar2", "s2a", "bsm"],
+                                       description="Methods exposed as `system2/<method>` on the base model.")
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    system1: ReplicaConfig = Field(default_factory=ReplicaConfig,
+                                   description="The HTTP ingress replicas, each with the System 1 engine.")
+    system2: ReplicaConfig = Field(default_factory=ReplicaConfig,
+                                   description="Base-model engine replicas (only when a distilled model is served).")
+    health_check_period_s: float = Field(10, gt=0, description="Seconds between replica health checks.")
+    health_check_timeout_s: float = Field(30, gt=0, description="A health check slower than this fails the replica.")
+    access_log: bool = Field(False, description="Log every request in the replicas (costs CPU under load).")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _api_key_env(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError("must be the name of an environment variable holding the key (e.g. S2RAY_API_KEY), "
+                             "never the key itself")
+        return v
+
+    @field_validator("system2_methods")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if _known_method(name) == "direct":
+                raise ValueError("'direct' is System 1, not a System 2 method")
+        return v
+
+
 class Config(Strict):
     name: str = Field(description="Profile name.")
     prompt_style: Literal["toy", "chat"] = Field("toy", description="Prompt formats: toy model or chat models.")
@@ -117,6 +296,9 @@ class Config(Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     tasks: dict[str, TaskConfig] = Field(description="Tasks to run, each with its System 2 method.")
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
     @field_validator("tasks")
     @classmethod
@@ -135,6 +317,12 @@ class Config(Strict):
                 if task.method != "direct" and task.method not in taught:
                     raise ValueError(f"tasks.{name}.method: the toy model is not taught {task.method!r} for "
                                      f"{name} (toy_model.teach.{name} = {taught})")
+        if self.train.replay_fraction > 0 and self.model != "toy":
+            raise ValueError(f"train.replay_fraction: replay draws from the toy corpus; set it to 0 for model "
+                             f"{self.model!r}")
+        if self.model == "toy" and self.train.block_size > self.toy_model.max_position_embeddings:
+            raise ValueError(f"train.block_size ({self.train.block_size}) must be <= "
+                             f"toy_model.max_position_embeddings ({self.toy_model.max_position_embeddings})")
         return self
 
     def path(self, relative: str) -> Path:

@@ -9,21 +9,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from s2ray.config import EngineConfig
-from s2ray.methods.base import Completion, Sampling
-
-
-class PromptTooLong(ValueError):
-    """A prompt that does not fit the context; a per-row error, never a reason to stop a job."""
-
-
-@dataclass
-class EngineInfo:
-    model: str
-    max_model_len: int
+from s2ray.methods.base import Completion, PromptTooLong, Sampling
 
 
 class VLLMEngine:

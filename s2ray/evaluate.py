@@ -56,12 +56,18 @@ async def run_row(engine: Engine, task: ModuleType, method: ModuleType, row: dic
             "generated_tokens": trace.generated_tokens, "output": trace.output}
 
 
-async def evaluate_async(engine: Engine, cfg: Config) -> list[dict[str, Any]]:
+BASE_SYSTEMS = ("system1", "system2")
+
+
+async def evaluate_async(engine: Engine, cfg: Config, systems: tuple[str, ...] = BASE_SYSTEMS) -> list[dict[str, Any]]:
+    """Every held-out row of every task under each system: system1 (direct), system2 (the task's method), and
+    distilled (direct, meant for an engine on the distilled model)."""
     sampling = Sampling(n=1, temperature=0.0, max_tokens=cfg.eval.max_tokens)
     jobs = []
     for name, spec in cfg.tasks.items():
         task, rows = get_task(name), test_rows(cfg, name)
-        for system, method in (("system1", "direct"), ("system2", spec.method)):
+        for system in systems:
+            method = spec.method if system == "system2" else "direct"
             jobs += [(task, get_method(method), row, system) for row in rows]
     gate = asyncio.Semaphore(cfg.eval.concurrency)
 
@@ -70,28 +76,36 @@ async def evaluate_async(engine: Engine, cfg: Config) -> list[dict[str, Any]]:
             return await run_row(engine, *job, sampling=sampling, style=cfg.prompt_style)
 
     records = []
-    with tqdm(total=len(jobs), desc="eval (rows x systems)") as bar:
+    with tqdm(total=len(jobs), desc=f"eval {'+'.join(systems)}") as bar:
         for done in asyncio.as_completed([one(j) for j in jobs]):
             records.append(await done)
             bar.update()
     return records
 
 
-def evaluate(cfg: Config, model: str | Path, run_dir: Path) -> dict[str, Any]:
-    """Run the eval with a fresh engine on `model`; write report.json + predictions.jsonl; print the table."""
+def _run_engine(cfg: Config, model: str | Path, systems: tuple[str, ...]) -> tuple[list[dict[str, Any]], float]:
     from s2ray.engine import VLLMEngine
 
     engine = VLLMEngine(model, cfg.engine)
     try:
         start = time.time()
-        records = asyncio.run(evaluate_async(engine, cfg))
-        seconds = time.time() - start
+        return asyncio.run(evaluate_async(engine, cfg, systems)), time.time() - start
     finally:
         engine.shutdown()
+
+
+def evaluate(cfg: Config, model: str | Path, run_dir: Path, distilled: str | Path | None = None) -> dict[str, Any]:
+    """System 1 and System 2 on the base `model` (one engine), then the `distilled` model's direct answers (a second
+    engine, if given); writes report.json, report.md, plot.png and predictions.jsonl; prints the table."""
+    records, seconds = _run_engine(cfg, model, BASE_SYSTEMS)
+    if distilled is not None:
+        more, more_seconds = _run_engine(cfg, distilled, ("distilled",))
+        records, seconds = records + more, seconds + more_seconds
     with open(run_dir / "predictions.jsonl", "w") as f:
         for r in sorted(records, key=lambda r: (r["task"], r["system"], r["id"])):
             f.write(json.dumps(r) + "\n")
-    report = {**summarize(records), "profile": cfg.name, "model": str(model), "eval_seconds": round(seconds, 1)}
+    report = {**summarize(records), "profile": cfg.name, "model": str(model),
+              "distilled_model": str(distilled) if distilled else None, "eval_seconds": round(seconds, 1)}
     write_report(run_dir, report)
     print(table(report))
     return report

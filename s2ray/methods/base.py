@@ -15,6 +15,10 @@ from typing import Awaitable, Callable, Protocol
 STYLES = ("toy", "chat")  # toy: the toy model's formats; chat: natural prompts for instruction-tuned models
 
 
+class PromptTooLong(ValueError):
+    """A prompt that does not fit the model's context: a per-row error, never a reason to stop a job."""
+
+
 @dataclass(frozen=True)
 class Sampling:
     """Sampling settings for one engine call (`n` samples share the prompt's prefill)."""

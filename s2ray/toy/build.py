@@ -18,22 +18,26 @@ import time
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from s2ray.config import Config, ToyModelConfig
-from s2ray.toy.corpus import BOS, CHAT_TEMPLATE, EOS, PAD, UNK, VOCAB, examples, prompt_text
+from s2ray.toy.corpus import BOS, CHAT_TEMPLATE, EOS, PAD, UNK, VOCAB, WORD_TOKENS, examples, prompt_text
 
 DONE = "s2ray_toy.json"  # written last: a folder without it is an interrupted build
 
 
-def make_tokenizer() -> PreTrainedTokenizerFast:
+def make_tokenizer(word_tokens: bool = True) -> PreTrainedTokenizerFast:
+    """Characters, plus (with `word_tokens`) each toy-world word as one token where it stands as a whole word."""
     vocab = {token: i for i, token in enumerate(VOCAB)}
     core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     core.decoder = decoders.Fuse()
     core.add_special_tokens([PAD, BOS, EOS, UNK])
+    if word_tokens:  # " word" (the common case, so spaces cost nothing) and a bare "word" at line starts
+        core.add_tokens([AddedToken(f" {w}", normalized=False) for w in WORD_TOKENS]
+                        + [AddedToken(w, single_word=True, normalized=False) for w in WORD_TOKENS])
     core.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                         unk_token=UNK, clean_up_tokenization_spaces=False)
@@ -61,21 +65,23 @@ def ensure_toy_model(cfg: Config) -> Path:
     return out
 
 
-def _encode(user: str, reply: str, ids: dict[str, int]) -> tuple[list[int], int]:
-    prompt = [ids[BOS]] + [ids.get(c, ids[UNK]) for c in prompt_text(user)]
-    return prompt + [ids.get(c, ids[UNK]) for c in reply] + [ids[EOS]], len(prompt)
+def _encode(user: str, reply: str, tokenizer: PreTrainedTokenizerFast) -> tuple[list[int], int]:
+    """Token ids of one example in the chat format, and where the reply starts (the loss covers only the reply)."""
+    prompt, answer = tokenizer([prompt_text(user), reply], add_special_tokens=False)["input_ids"]
+    return [tokenizer.bos_token_id] + prompt + answer + [tokenizer.eos_token_id], 1 + len(prompt)
 
 
-def _batches(toy: ToyModelConfig, ids: dict[str, int]):
+def _batches(toy: ToyModelConfig, tokenizer: PreTrainedTokenizerFast):
     """Blocks of `block_size` tokens packed with shuffled examples of every format (mixed batches learn far faster
     than batches of one format). Each example sees only itself: block-diagonal causal mask, positions from 0."""
     stream, rng = examples(toy.teach, toy.seed), random.Random(toy.seed)
     buffer: list[tuple[list[int], int]] = []
+    pad = tokenizer.pad_token_id
     while True:
         while len(buffer) < 32 * toy.batch_size:
-            buffer.append(_encode(*next(stream), ids))
+            buffer.append(_encode(*next(stream), tokenizer))
         rng.shuffle(buffer)
-        input_ids = torch.full((toy.batch_size, toy.block_size), ids[PAD])
+        input_ids = torch.full((toy.batch_size, toy.block_size), pad)
         labels = torch.full((toy.batch_size, toy.block_size), -100)
         positions = torch.zeros((toy.batch_size, toy.block_size), dtype=torch.long)
         doc = torch.full((toy.batch_size, toy.block_size), -1)
@@ -100,10 +106,10 @@ def _batches(toy: ToyModelConfig, ids: dict[str, int]):
 def build(toy: ToyModelConfig, out: Path) -> Path:
     torch.manual_seed(toy.seed)
     torch.set_num_threads(toy.threads)
-    tokenizer = make_tokenizer()
+    tokenizer = make_tokenizer(toy.word_tokens)
     ids = tokenizer.get_vocab()
     config = LlamaConfig(
-        vocab_size=len(VOCAB), hidden_size=toy.hidden_size, intermediate_size=4 * toy.hidden_size,
+        vocab_size=len(tokenizer), hidden_size=toy.hidden_size, intermediate_size=4 * toy.hidden_size,
         num_hidden_layers=toy.num_layers, num_attention_heads=toy.num_heads, num_key_value_heads=toy.num_heads,
         max_position_embeddings=toy.max_position_embeddings, tie_word_embeddings=True,
         bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD])
@@ -117,12 +123,12 @@ def build(toy: ToyModelConfig, out: Path) -> Path:
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    log, start, batches = [], time.time(), _batches(toy, ids)
+    log, start, batches = [], time.time(), _batches(toy, tokenizer)
     model.train()
     bar = tqdm(range(toy.steps), desc=f"toy model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params)")
     for step in bar:
         input_ids, labels, positions, mask = next(batches)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=toy.bf16):
             loss = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -11,7 +11,7 @@ import random
 from typing import Iterator
 
 from s2ray.methods import METHODS
-from s2ray.tasks import TASKS
+from s2ray.tasks import TASKS, coin_flip, last_letter
 from s2ray.tasks.common import draw
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
@@ -24,6 +24,13 @@ CHAT_TEMPLATE = (
 )
 CHARS = "".join(chr(c) for c in range(32, 127)) + "\n"
 VOCAB = [PAD, BOS, EOS, UNK, *CHARS]
+# Whole words of the toy world that become single tokens (everything else stays character by character), as in a
+# real LLM's vocabulary: copying a word is then one token, and a word's last letter is knowledge, not sight.
+FORMAT_WORDS = ("and answer bare bet branch brief by coin compute correct criteria flip flips friend heads is it join "
+                "keep keeps larger last letters merge my no of opinions or rephrase rephrased respond rewrite right "
+                "says solve step surely the think through tie track truth turns verdicts which winner without words "
+                "wordy wrong yes").split()
+WORD_TOKENS = sorted(set(FORMAT_WORDS) | set(last_letter.WORDS) | set(coin_flip.NAMES))
 
 
 def prompt_text(user: str) -> str:

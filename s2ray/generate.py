@@ -1,0 +1,238 @@
+"""`s2ray generate`: System 2 sampling at scale with Ray Data through autoscaling vLLM actor pools.
+
+    s2ray generate                                  # toy profile: 2,000 unlabelled rows per task
+    s2ray generate --input rows.jsonl --out DIR     # your rows: {"id", "task", <task fields>}
+
+Rows stream from the input (JSONL or Parquet) through a pool of System2Sampler actors (one vLLM engine each,
+`generate.concurrency=(min, max)` actors) and come back as records, appended by the driver as they arrive:
+records.jsonl (every row: kept/dropped/error, votes, agreement, tokens), errors.jsonl (bad rows with the reason),
+and at the end distill.jsonl + distill.parquet (id, task, prompt in System 1 form, target) and summary.json.
+Rerunning into the same folder skips ids already recorded: no row lost, none written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from tqdm import tqdm
+
+from s2ray.config import Config
+from s2ray.sampling import RECORD_FIELDS, sample_row
+from s2ray.tasks import RowError, get_task, make_rows, validate_row
+
+DISTILL_FIELDS = ("id", "task", "prompt", "target")
+
+
+class System2Sampler:
+    """Ray Data actor: one vLLM engine; every row of a batch runs its System 2 program concurrently on it."""
+
+    def __init__(self, cfg_json: str, model: str):
+        from s2ray.engine import VLLMEngine
+
+        self.cfg = Config.model_validate_json(cfg_json)
+        self.engine = VLLMEngine(model, self.cfg.engine)
+
+    async def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        import asyncio
+
+        rows = [json.loads(text) for text in batch["row"]]
+        records = await asyncio.gather(*(sample_row(self.engine, self.cfg, row) for row in rows))
+        return {name: [r[name] for r in records] for name in RECORD_FIELDS}
+
+
+def parse_line(number: int, raw: bytes, source: str) -> dict[str, Any]:
+    """One input line -> {"id", "row": JSON of the clean row}; a bad line carries its error instead."""
+    where = f"{source}:{number}"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise RowError(f"expected a JSON object, got {type(data).__name__}")
+        row = validate_row(data)
+    except UnicodeDecodeError as e:
+        return _bad(where, f"invalid UTF-8 ({e.reason} at byte {e.start})")
+    except json.JSONDecodeError as e:
+        return _bad(where, f"invalid JSON ({e.msg} at column {e.colno})")
+    except RowError as e:
+        row_id = data.get("id") if isinstance(data, dict) else None
+        return _bad(where, str(e), row_id, data.get("task") if isinstance(data, dict) else None)
+    row.pop("label", None)  # gold labels never enter the distillation path
+    return {"id": row["id"], "row": json.dumps(row)}
+
+
+def _bad(where: str, reason: str, row_id: Any = None, task: Any = None) -> dict[str, Any]:
+    row_id = str(row_id) if isinstance(row_id, (str, int)) and str(row_id).strip() else f"<{where}>"
+    return {"id": row_id, "row": json.dumps({"id": row_id, "task": task if isinstance(task, str) else "",
+                                             "error": f"{where}: {reason}"})}
+
+
+def _lines(item: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    source = os.path.basename(item["path"])
+    for number, raw in enumerate(item["bytes"].split(b"\n"), start=1):
+        if raw.strip():
+            yield parse_line(number, raw, source)
+
+
+def _parquet_row(row: dict[str, Any]) -> dict[str, Any]:
+    clean = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()}
+    return parse_line(0, json.dumps(clean, default=str).encode(), "parquet")
+
+
+def read_inputs(path: str):
+    """A Ray Dataset of {"id", "row"} from JSONL (line by line, so one bad line never fails the read) or Parquet."""
+    import ray.data
+
+    if str(path).endswith(".parquet") or (Path(path).is_dir() and any(Path(path).glob("*.parquet"))):
+        return ray.data.read_parquet(path).map(_parquet_row)
+    return ray.data.read_binary_files(path, include_paths=True).flat_map(_lines)
+
+
+def toy_inputs(cfg: Config, out: Path) -> Path:
+    """Unlabelled toy rows of every configured task (labels stripped: the pipeline never sees gold)."""
+    path = out / "inputs.jsonl"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            for name in cfg.tasks:
+                for row in make_rows(get_task(name), "unlabelled", cfg.generate.rows_per_task, cfg.generate.seed):
+                    row.pop("label")
+                    f.write(json.dumps(row) + "\n")
+        tmp.replace(path)
+    return path
+
+
+def recorded_ids(path: Path) -> set[str]:
+    """Ids already in an append-only JSONL file; a torn last line (killed writer) is cut off."""
+    if not path.exists():
+        return set()
+    ids, good_bytes = set(), 0
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                ids.add(json.loads(raw)["id"])
+                good_bytes += len(raw)
+            except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+                break
+    if good_bytes < path.stat().st_size:
+        with open(path, "r+b") as f:
+            f.truncate(good_bytes)
+    return ids
+
+
+def generate(cfg: Config, model: str | Path, out: Path, input_path: str | None = None) -> dict[str, Any]:
+    """Run System 2 sampling over the inputs into `out`; returns the summary (also written to summary.json)."""
+    import ray
+
+    out.mkdir(parents=True, exist_ok=True)
+    source = input_path or cfg.generate.input or str(toy_inputs(cfg, out))
+    records_path, errors_path = out / "records.jsonl", out / "errors.jsonl"
+    done = recorded_ids(records_path) | recorded_ids(errors_path)
+    gen = cfg.generate
+    if not ray.is_initialized():
+        ray.init(runtime_env={"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}}, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    rows = read_inputs(source)
+    if done:
+        rows = rows.filter(lambda r: r["id"] not in done)
+    results = rows.map_batches(
+        System2Sampler, fn_constructor_kwargs={"cfg_json": cfg.model_dump_json(), "model": str(model)},
+        batch_size=gen.batch_size, concurrency=tuple(gen.concurrency), num_cpus=gen.num_cpus,
+        num_gpus=gen.num_gpus, max_concurrency=gen.batches_per_actor)
+
+    counts = {"kept": 0, "dropped": 0, "error": 0, "duplicate": 0}
+    tokens, start, written = 0, time.time(), set(done)
+    bar = tqdm(desc="generate", unit=" rows")
+    with open(records_path, "a") as records, open(errors_path, "a") as errors:
+        for batch in results.iter_batches(batch_size=None, batch_format="pandas"):
+            for rec in batch.to_dict("records"):
+                if rec["id"] in written:  # the same id twice in the input: keep the first
+                    rec = {**rec, "status": "error", "reason": f"duplicate id {rec['id']!r}"}
+                    counts["duplicate"] += 1
+                    errors.write(json.dumps({"id": rec["id"], "task": rec["task"], "reason": rec["reason"]}) + "\n")
+                    continue
+                written.add(rec["id"])
+                counts[rec["status"]] += 1
+                tokens += int(rec["generated_tokens"])
+                target = errors if rec["status"] == "error" else records
+                target.write(json.dumps(_plain(rec) if target is records else
+                                        {"id": rec["id"], "task": rec["task"], "reason": rec["reason"]}) + "\n")
+            for f in (records, errors):
+                f.flush()
+                os.fsync(f.fileno())
+            bar.update(len(batch))
+            bar.set_postfix(kept=counts["kept"], dropped=counts["dropped"], errors=counts["error"],
+                            tok_s=f"{tokens / max(time.time() - start, 1e-9):.0f}")
+    bar.close()
+    return finish(out, counts, tokens, time.time() - start, resumed=len(done))
+
+
+def _plain(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
+
+
+def finish(out: Path, counts: dict[str, int], tokens: int, seconds: float, resumed: int) -> dict[str, Any]:
+    """Write the distill set (derived from records.jsonl, so it is always consistent with it) and the summary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kept, per_task = [], {}
+    with open(out / "records.jsonl") as f:
+        for line in f:
+            rec = json.loads(line)
+            stats = per_task.setdefault(rec["task"], {"rows": 0, "kept": 0, "generated_tokens": 0})
+            stats["rows"] += 1
+            stats["generated_tokens"] += rec["generated_tokens"]
+            if rec["status"] == "kept":
+                stats["kept"] += 1
+                kept.append({k: rec[k] for k in DISTILL_FIELDS})
+    kept.sort(key=lambda r: r["id"])  # records arrive in completion order; the distill set should not
+    with open(out / "distill.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+    pq.write_table(pa.Table.from_pylist(kept, schema=pa.schema([(k, pa.string()) for k in DISTILL_FIELDS])),
+                   out / "distill.parquet")
+    errors = sum(1 for _ in open(out / "errors.jsonl")) if (out / "errors.jsonl").exists() else 0
+    summary = {"this_run": {**counts, "generated_tokens": tokens, "seconds": round(seconds, 1),
+                            "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "skipped_already_done": resumed},
+               "rows_recorded": sum(s["rows"] for s in per_task.values()), "rows_kept": len(kept),
+               "rows_errored": errors, "per_task": per_task}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"generate: {summary['rows_recorded']} rows recorded, {len(kept)} kept, {errors} errors "
+          f"({counts['error']} malformed/too long, {counts['duplicate']} duplicate ids this run) -> {out}")
+    return summary
+
+
+def _kept(task, votes: list, tau: float) -> bool:
+    """Re-apply the filter at another tau: judging rows hold k original + k swapped-back votes."""
+    from s2ray.filters import kept_at, order_swap
+
+    if hasattr(task, "swap") and len(votes) % 2 == 0 and votes:
+        half = len(votes) // 2
+        return order_swap(votes[:half], votes[half:], tau).kept
+    return kept_at(votes, tau)
+
+
+def precision_report(out: Path, taus: tuple[float, ...] = (0.5, 0.625, 0.75, 0.875, 1.0)) -> str:
+    """Kept fraction and precision of kept targets against gold, per task and tau (toy rows only).
+
+    Evaluation only: gold is recomputed here from the inputs and never read by the pipeline.
+    """
+    inputs = {r["id"]: r for r in map(json.loads, open(out / "inputs.jsonl"))}
+    by_task: dict[str, list[dict]] = {}
+    for rec in map(json.loads, open(out / "records.jsonl")):
+        by_task.setdefault(rec["task"], []).append(rec)
+    lines = [f"{'task':<13}{'tau':>6}{'kept':>8}{'precision':>11}"]
+    for task_name, recs in sorted(by_task.items()):
+        task = get_task(task_name)
+        for tau in taus:
+            kept = [r for r in recs if _kept(task, json.loads(r["votes"]), tau)]
+            right = sum(task.score(r["answer"], task.gold(inputs[r["id"]])) for r in kept)
+            lines.append(f"{task_name:<13}{tau:>6.3f}{len(kept) / len(recs):>8.1%}"
+                         f"{right / max(len(kept), 1):>11.1%}")
+        configured = [r for r in recs if r["status"] == "kept"]
+        right = sum(task.score(r["target"], task.gold(inputs[r["id"]])) for r in configured)
+        lines.append(f"{task_name:<13}{'conf':>6}{len(configured) / len(recs):>8.1%}"
+                     f"{right / max(len(configured), 1):>11.1%}   <- configured filter")
+    return "\n".join(lines)

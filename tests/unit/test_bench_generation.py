@@ -1,0 +1,87 @@
+"""bench/generation.py: its pure helpers (steady-state window, ratios, rows, prompts) and a cheap import."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.generation import (
+    bench_rows,
+    format_table,
+    goals,
+    in_flight_share,
+    parse_args,
+    rar1_prompt,
+    ratios,
+    steady_state,
+    system_result,
+)
+
+
+def test_steady_state_skips_the_first_batch():
+    s = steady_state([(30.0, 100), (32.0, 50), (34.0, 150)])
+    assert s == {"batches": 3, "first_batch_s": 30.0, "seconds": 4.0, "tokens": 200, "tokens_per_s": 50.0}
+
+
+def test_steady_state_without_a_window():
+    assert steady_state([])["tokens_per_s"] is None
+    one = steady_state([(5.0, 80)])
+    assert one["tokens"] == 0 and one["seconds"] is None and one["tokens_per_s"] is None
+
+
+def test_in_flight_share():
+    assert in_flight_share(2, 17) == 0.062 and in_flight_share(8, 3) == 1.0 and in_flight_share(2, 1) is None
+
+
+def test_system_result_both_clocks():
+    r = system_result(1000, 20.0, 800, 4.0, sequences=8)
+    assert r["tokens_per_s_end_to_end"] == 50.0 and r["tokens_per_s_steady"] == 200.0 and r["sequences"] == 8
+    assert system_result(10, 0.0, 0, None)["tokens_per_s_steady"] is None
+
+
+def test_ratios_and_goals():
+    systems = {"vllm": system_result(1000, 10, 1000, 1.0), "s2ray": system_result(950, 20, 900, 1.0),
+               "ray_data_llm": system_result(600, 20, 500, 1.0), "step_sync": system_result(100, 2, 100, 1.0),
+               "async": system_result(80, 2, 80, 1.0)}
+    steady = ratios(systems)
+    assert steady == {"ratio_vs_vllm": 0.9, "ratio_vs_ray_data_llm": 1.8, "ratio_async_vs_step_sync": 0.8}
+    assert ratios(systems, "end_to_end")["ratio_vs_vllm"] == 0.475
+    assert goals(steady) == {"ratio_vs_vllm_ge_0.9": True, "ratio_vs_ray_data_llm_ge_1.5": True}
+    table = format_table(systems, steady, ratios(systems, "end_to_end"))
+    assert "(b) s2ray" in table and "1.800" in table
+
+
+def test_missing_systems_give_no_ratio():
+    partial = {"s2ray": system_result(10, 1, 10, 1.0)}
+    assert ratios(partial)["ratio_vs_vllm"] is None
+    assert goals(ratios(partial))["ratio_vs_vllm_ge_0.9"] is None
+    assert "not run" in format_table(partial, ratios(partial), ratios(partial, "end_to_end"))
+
+
+def test_rows_are_interleaved_unlabelled_and_fixed():
+    rows = bench_rows(5, seed=0)
+    assert [r["task"] for r in rows] == ["last_letter", "coin_flip", "last_letter", "coin_flip", "last_letter"]
+    assert all("label" not in r for r in rows) and len({r["id"] for r in rows}) == 5
+    assert rows == bench_rows(5, seed=0)
+    assert rar1_prompt(rows[0], "toy").startswith("rephrase and respond. last letters: ")
+
+
+def test_args_quick_and_bounds():
+    args = parse_args(["--quick"])
+    assert (args.rows, args.k, args.only) == (32, 4, {"a", "b", "c", "d"})
+    assert parse_args(["--rows", "64", "--only", "a,b"]).only == {"a", "b"}
+    with pytest.raises(AssertionError):
+        parse_args(["--only", "x"])
+
+
+def test_import_and_help_are_cheap():
+    code = ("import sys; import bench.generation; "
+            "heavy = [m for m in ('ray', 'vllm', 'torch', 'transformers') if m in sys.modules]; assert not heavy, heavy")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=False).returncode == 0
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "generation.py"), "--help"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0 and "ray.data.llm" in done.stdout

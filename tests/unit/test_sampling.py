@@ -1,0 +1,75 @@
+"""One row through sampling + vote + filter, driven by a scripted engine; input-line parsing."""
+
+import asyncio
+import json
+
+from s2ray.config import load_config
+from s2ray.generate import parse_line, recorded_ids
+from s2ray.methods.scripted import ScriptedEngine
+from s2ray.sampling import RECORD_FIELDS, sample_row
+
+CFG = load_config("local-cpu", ["generate.num_samples=4", "generate.min_valid=2", "generate.agreement=0.75"])
+
+
+def sample(row, reply):
+    return asyncio.run(sample_row(ScriptedEngine(reply), CFG, row))
+
+
+def test_consistent_samples_are_kept_with_system1_prompt_and_target():
+    row = {"id": "r1", "task": "last_letter", "words": ["apple", "river", "stone"]}
+    rec = sample(row, lambda p, i: "join 3 words" if p.startswith("rephrase.") else "x. answer: ere")
+    assert set(rec) == set(RECORD_FIELDS)
+    assert rec["status"] == "kept" and rec["target"] == "ere" and rec["prompt"] == "last letters: apple river stone"
+    assert json.loads(rec["votes"]) == ["ere"] * 4 and rec["samples"] == 4 and rec["method"] == "rar2"
+
+
+def test_inconsistent_samples_are_dropped_with_reason():
+    row = {"id": "r2", "task": "arithmetic", "expression": "1+2+3"}
+    rec = sample(row, lambda p, i: f"answer: {i}")
+    assert rec["status"] == "dropped" and rec["target"] == "" and "agreement 0.25" in rec["reason"]
+
+
+def test_judging_rows_use_order_swap():
+    row = {"id": "r3", "task": "pair_judge", "question": "q?", "answer_a": "x", "answer_b": "y"}
+    # a judge that always says "A" (position bias) is inconsistent under swapping: dropped
+    biased = sample(row, lambda p, i: "c" if p.startswith("branch") else "answer: A")
+    assert biased["status"] == "dropped" and "order-swap inconsistent" in biased["reason"]
+    # a judge that follows the content ("x" is better wherever it stands) is kept
+    def fair(p, i):
+        if p.startswith("branch"):
+            return "correct"
+        if p.startswith("merge"):
+            return "answer: A" if "winner A" in p else "answer: B"
+        return "winner A" if "A: x" in p else "winner B"
+    kept = sample(row, fair)
+    assert kept["status"] == "kept" and kept["target"] == "A" and len(json.loads(kept["votes"])) == 8
+
+
+def test_error_rows_and_too_long_prompts_become_error_records():
+    bad = sample({"id": "b", "task": "arithmetic", "error": "rows.jsonl:3: missing field"}, lambda p, i: "")
+    assert bad["status"] == "error" and "missing field" in bad["reason"]
+
+    class TooLong(ScriptedEngine):
+        async def generate(self, prompt, sampling):
+            from s2ray.methods.base import PromptTooLong
+            raise PromptTooLong("prompt is 900 tokens; the context holds 512")
+
+    rec = asyncio.run(sample_row(TooLong(lambda p, i: ""), CFG, {"id": "l", "task": "arithmetic", "expression": "1+2"}))
+    assert rec["status"] == "error" and "context holds 512" in rec["reason"]
+
+
+def test_parse_line_strips_labels_and_names_bad_lines():
+    ok = parse_line(1, b'{"id": "a", "task": "arithmetic", "expression": "1+2", "label": "3"}', "in.jsonl")
+    assert ok["id"] == "a" and "label" not in json.loads(ok["row"])
+    bad = json.loads(parse_line(2, b'{"id": "b", "task": "arithmetic"}', "in.jsonl")["row"])
+    assert bad["id"] == "b" and bad["error"] == "in.jsonl:2: missing field 'expression'"
+    assert "invalid UTF-8" in json.loads(parse_line(3, b'{"id": "\xff"}', "in.jsonl")["row"])["error"]
+    junk = parse_line(4, b"{oops", "in.jsonl")
+    assert junk["id"] == "<in.jsonl:4>" and "invalid JSON" in json.loads(junk["row"])["error"]
+
+
+def test_recorded_ids_cuts_a_torn_last_line(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "tas')
+    assert recorded_ids(path) == {"a", "b"}
+    assert path.read_text() == '{"id": "a"}\n{"id": "b"}\n'
