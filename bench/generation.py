@@ -9,7 +9,12 @@ seed), k samples per row at generate.temperature / generate.max_tokens, engine s
 
   (a) vllm          raw `vllm.LLM.generate` of every row's rar1 prompt with n=k, in this process.
   (b) s2ray         `s2ray.generate.generate` (Ray Data -> System2Sampler actor with one AsyncLLM; rar1, n=k per
-                    row, then vote + filter + records.jsonl/distill.jsonl written per batch).
+                    row, then vote + filter + records.jsonl/distill.jsonl written per batch) on one JSONL file, as
+                    `s2ray generate --input rows.jsonl` runs. Ray Data reads that file as ONE block, so one map task
+                    runs all its batches (up to 4 at once: Ray Data's async-UDF default) and every record reaches
+                    the driver together at the end: there is no steady-state window (end-to-end only).
+  (b2) s2ray_split  (--s2ray-input split/both) the same with the input split into files of generate.batch_size rows,
+                    so that Ray Data can stream batches (it still groups small files into a few read tasks).
   (c) ray_data_llm  `ray.data.llm` vLLM processor over k copies of every prompt with n=1 (its way to get k samples:
                     with n>1 it keeps only the first completion). `--rdl-stages lean` (default) feeds it the same
                     prompt token ids straight to its engine stage; `full` sends chat messages through its own
@@ -26,10 +31,14 @@ Tokens are generated token ids (len(output.token_ids)) summed over every sample 
               driver to the last one, counting only tokens of batches after the first (engine start-up and the first
               batch excluded). Work of other batches already in flight when the first one lands is counted too, so
               b and c are favoured a little: `steady_in_flight_bound` is the most that can be (share of steady tokens).
+              A pipeline's window is trusted (`steady_trusted`) only with >= 8 batches, that bound <= 25% and a window
+              of >= 25% of its wall time; Ray Data may hold results back and release them in one burst at the end,
+              which makes the window meaningless. Untrusted steady numbers are printed but kept out of the ratios.
 s2ray's numbers include everything it does per row besides generation (vote, filter, records written and fsynced per
 batch); those are part of its job, and cheap next to generation.
-The headline ratios (`ratio_vs_vllm`, `ratio_vs_ray_data_llm`: s2ray tokens/s divided by each) use steady tokens/s;
-`ratios_end_to_end` has the same with the end-to-end clock. Engines run one after another, never two at once.
+The headline ratios (`ratio_vs_vllm`, `ratio_vs_ray_data_llm`: s2ray tokens/s divided by each) use steady tokens/s
+where both sides have a trusted steady number and end-to-end tokens/s otherwise (`ratio_clocks` says which);
+`ratios_steady` and `ratios_end_to_end` hold both. Engines run one after another, never two at once.
 """
 
 from __future__ import annotations
@@ -48,7 +57,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 GOALS = {"ratio_vs_vllm": 0.9, "ratio_vs_ray_data_llm": 1.5}
-SYSTEMS = {"a": "vllm", "b": "s2ray", "c": "ray_data_llm", "d1": "step_sync", "d2": "async"}
+SYSTEMS = {"a": "vllm", "b": "s2ray", "b2": "s2ray_split", "c": "ray_data_llm", "d1": "step_sync", "d2": "async"}
+RATIOS = {"ratio_vs_vllm": ("s2ray", "vllm"), "ratio_vs_ray_data_llm": ("s2ray", "ray_data_llm"),
+          "ratio_async_vs_step_sync": ("async", "step_sync"), "split_ratio_vs_vllm": ("s2ray_split", "vllm"),
+          "split_ratio_vs_ray_data_llm": ("s2ray_split", "ray_data_llm")}
 TASKS = ("last_letter", "coin_flip")
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -81,11 +93,24 @@ def in_flight_share(in_flight: int, batches: int) -> float | None:
 
 
 def system_result(tokens: int, wall_s: float, steady_tokens: int, steady_s: float | None, **extra) -> dict[str, Any]:
-    """One system's numbers: generated tokens, both clocks and tokens/s on each."""
-    return {"generated_tokens": tokens, "wall_s": round(wall_s, 2),
-            "tokens_per_s_end_to_end": tokens_per_s(tokens, wall_s),
-            "steady_tokens": steady_tokens, "steady_s": round(steady_s, 2) if steady_s else None,
-            "tokens_per_s_steady": tokens_per_s(steady_tokens, steady_s), **extra}
+    """One system's numbers: generated tokens, both clocks and tokens/s on each (steady only where trusted)."""
+    result = {"generated_tokens": tokens, "wall_s": round(wall_s, 2),
+              "tokens_per_s_end_to_end": tokens_per_s(tokens, wall_s),
+              "steady_tokens": steady_tokens, "steady_s": round(steady_s, 2) if steady_s else None,
+              "tokens_per_s_steady": tokens_per_s(steady_tokens, steady_s), **extra}
+    result["steady_trusted"] = window_trusted(result)
+    return result
+
+
+def window_trusted(r: dict[str, Any]) -> bool:
+    """Whether a steady-state number means anything. Direct engine calls (no `batches`): yes. A Ray pipeline's
+    first-to-last-batch window only with >= 8 batches, at most 25% of its tokens possibly made before the window,
+    and a window of >= 25% of the wall time (results that arrive in one burst at the end measure nothing)."""
+    if "batches" not in r:
+        return r["tokens_per_s_steady"] is not None
+    bound = r.get("steady_in_flight_bound")
+    return (r["batches"] >= 8 and bound is not None and bound <= 0.25 and r["steady_s"] is not None
+            and r["steady_s"] >= 0.25 * r["wall_s"])
 
 
 def ratio(num: float | None, den: float | None) -> float | None:
@@ -95,10 +120,17 @@ def ratio(num: float | None, den: float | None) -> float | None:
 def ratios(systems: dict[str, dict], clock: str = "steady") -> dict[str, float | None]:
     """s2ray tokens/s over raw vLLM's and over ray.data.llm's; per-row async (d2) over step-synchronous (d1)."""
     key = f"tokens_per_s_{clock}"
-    tps = {name: (s.get(key) if s else None) for name, s in systems.items()}
-    return {"ratio_vs_vllm": ratio(tps.get("s2ray"), tps.get("vllm")),
-            "ratio_vs_ray_data_llm": ratio(tps.get("s2ray"), tps.get("ray_data_llm")),
-            "ratio_async_vs_step_sync": ratio(tps.get("async"), tps.get("step_sync"))}
+    tps = {name: (s.get(key) if s and (clock != "steady" or s.get("steady_trusted", True)) else None)
+           for name, s in systems.items()}
+    return {name: ratio(tps.get(num), tps.get(den)) for name, (num, den) in RATIOS.items()}
+
+
+def headline(steady: dict[str, float | None], end_to_end: dict[str, float | None]) -> tuple[dict, dict]:
+    """Each ratio on the steady clock where it exists, else end-to-end; and which clock each one used."""
+    values = {n: steady[n] if steady.get(n) is not None else end_to_end.get(n) for n in RATIOS}
+    clocks = {n: "steady" if steady.get(n) is not None else ("end_to_end" if end_to_end.get(n) is not None else None)
+              for n in RATIOS}
+    return values, clocks
 
 
 def goals(headline: dict[str, float | None]) -> dict[str, bool | None]:
@@ -106,24 +138,25 @@ def goals(headline: dict[str, float | None]) -> dict[str, bool | None]:
             for name, bar in GOALS.items()}
 
 
-def format_table(systems: dict[str, dict], headline: dict, end_to_end: dict) -> str:
+def format_table(systems: dict[str, dict], steady: dict, end_to_end: dict) -> str:
     def num(v, fmt="{:.0f}"):
         return "-" if v is None else fmt.format(v)
 
-    lines = [f"{'system':<20}{'tokens':>10}{'wall s':>9}{'tok/s e2e':>11}{'steady s':>10}{'tok/s steady':>14}"]
+    lines = [f"{'system':<22}{'tokens':>10}{'wall s':>9}{'tok/s e2e':>11}{'steady s':>10}{'tok/s steady':>14}"]
     for key, name in SYSTEMS.items():
         s = systems.get(name)
         if not s:
-            lines.append(f"{f'({key}) {name}':<20}{'not run':>10}")
+            lines.append(f"{f'({key}) {name}':<22}{'not run':>10}")
             continue
-        lines.append(f"{f'({key}) {name}':<20}{s['generated_tokens']:>10}{num(s['wall_s'], '{:.1f}'):>9}"
+        flag = "" if s.get("steady_trusted", True) or s["tokens_per_s_steady"] is None else " (untrusted)"
+        lines.append(f"{f'({key}) {name}':<22}{s['generated_tokens']:>10}{num(s['wall_s'], '{:.1f}'):>9}"
                      f"{num(s['tokens_per_s_end_to_end']):>11}{num(s['steady_s'], '{:.1f}'):>10}"
-                     f"{num(s['tokens_per_s_steady']):>14}")
+                     f"{num(s['tokens_per_s_steady']):>14}{flag}")
     lines.append("")
     lines.append(f"{'ratio':<34}{'steady':>9}{'end-to-end':>12}{'goal':>8}")
-    for name in ("ratio_vs_vllm", "ratio_vs_ray_data_llm", "ratio_async_vs_step_sync"):
+    for name in RATIOS:
         bar = f">={GOALS[name]}" if name in GOALS else ""
-        lines.append(f"{name:<34}{num(headline.get(name), '{:.3f}'):>9}{num(end_to_end.get(name), '{:.3f}'):>12}"
+        lines.append(f"{name:<34}{num(steady.get(name), '{:.3f}'):>9}{num(end_to_end.get(name), '{:.3f}'):>12}"
                      f"{bar:>8}")
     return "\n".join(lines)
 
@@ -305,13 +338,25 @@ class _BatchClock:
         pass
 
 
-def run_s2ray(cfg, model: str, rows: list[dict], out: Path) -> dict[str, Any]:
-    """(b) `s2ray generate` on the rows (rar1 for both tasks), timed from the call to its return."""
+def run_s2ray(cfg, model: str, rows: list[dict], out: Path, split: bool) -> dict[str, Any]:
+    """(b) `s2ray generate` on the rows (rar1 for both tasks), timed from the call to its return.
+
+    split: the input as files of generate.batch_size rows (Ray Data groups them into a few read tasks, whose blocks
+    stream through the actor and back); else one JSONL file, which Ray Data reads as one block: one map task runs
+    every batch and all records reach the driver together at the end (no steady-state window to measure).
+    """
     import s2ray.generate as gen
 
     out.mkdir(parents=True, exist_ok=True)
-    inputs = out / "bench-inputs.jsonl"
-    inputs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = [json.dumps(r) + "\n" for r in rows]
+    if split:
+        inputs, size = out / "bench-inputs", cfg.generate.batch_size
+        inputs.mkdir()
+        for i in range(0, len(lines), size):
+            (inputs / f"part-{i // size:05d}.jsonl").write_text("".join(lines[i:i + size]))
+    else:
+        inputs = out / "bench-inputs.jsonl"
+        inputs.write_text("".join(lines))
     _BatchClock.marks = []
     bar, gen.tqdm = gen.tqdm, _BatchClock
     try:
@@ -332,6 +377,7 @@ def run_s2ray(cfg, model: str, rows: list[dict], out: Path) -> dict[str, Any]:
     assert tokens == sum(int(r["generated_tokens"]) for r in records), "records.jsonl disagrees with the summary"
     return system_result(tokens, wall, steady["tokens"], steady["seconds"], batches=steady["batches"],
                          first_batch_s=steady["first_batch_s"], generate_seconds=run["seconds"],
+                         input="files of generate.batch_size rows" if split else "one JSONL file",
                          steady_in_flight_bound=in_flight_share(
                              cfg.generate.batches_per_actor * cfg.generate.concurrency[1], steady["batches"]),
                          kept=run["kept"], dropped=run["dropped"], errors=run["error"],
@@ -407,6 +453,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rdl-stages", choices=("lean", "full"), default="lean", help="ray.data.llm input: "
                         "lean = the same token ids straight to its engine stage; full = chat messages through its "
                         "chat-template/tokenize/detokenize stages")
+    parser.add_argument("--s2ray-input", choices=("file", "split", "both"), default="file", help="(b) input as "
+                        "one JSONL file (b, the headline), files of generate.batch_size rows (b2), or both")
     parser.add_argument("--only", default="a,b,c,d", help="systems to run, comma-separated from a,b,c,d")
     parser.add_argument("--quick", action="store_true", help="smoke run: 32 rows, k=4")
     parser.add_argument("--out", default=None, help="write the JSON result here")
@@ -467,22 +515,26 @@ def main(argv: list[str] | None = None) -> int:
         import ray
 
         runtime_env = {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": os.environ["VLLM_CPU_OMP_THREADS_BIND"]}}
-        for key, name in (("b", "s2ray"), ("c", "ray_data_llm")):
+        todo = [("b", "s2ray")] if args.s2ray_input in ("file", "both") else []
+        todo += [("b", "s2ray_split")] if args.s2ray_input in ("split", "both") else []
+        for key, name in [*todo, ("c", "ray_data_llm")]:
             if key not in args.only:
                 continue
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
             ray.data.DataContext.get_current().enable_progress_bars = False
             try:
-                if name == "s2ray":
+                if name.startswith("s2ray"):
                     with tempfile.TemporaryDirectory(prefix="s2ray-bench-") as tmp:
-                        attempt(name, lambda: run_s2ray(cfg, model, rows, Path(args.workdir or tmp)))
+                        attempt(name, lambda name=name, tmp=tmp: run_s2ray(
+                            cfg, model, rows, Path(args.workdir or tmp) / name, split=name == "s2ray_split"))
                 else:
                     attempt(name, lambda: run_ray_data_llm(cfg, model, rows, sampling, args.rdl_batch_size,
                                                            args.rdl_stages))
             finally:
                 ray.shutdown()
 
-    headline, end_to_end = ratios(systems), ratios(systems, "end_to_end")
+    steady, end_to_end = ratios(systems), ratios(systems, "end_to_end")
+    best, clocks = headline(steady, end_to_end)
     result = {
         "bench": "generation", "started": started,
         "config": {"profile": cfg.name, "model": model, "rows": len(rows), "tasks": list(TASKS), "k": args.k,
@@ -490,18 +542,22 @@ def main(argv: list[str] | None = None) -> int:
                    "max_tokens": max_tokens, "row_seed": args.seed, "engine": cfg.engine.model_dump(),
                    "s2ray_generate": cfg.generate.model_dump(), "ray_data_llm_batch_size": args.rdl_batch_size,
                    "ray_data_llm_stages": args.rdl_stages,
+                   "s2ray_input": args.s2ray_input,
                    "overrides": args.overrides},
         "environment": environment(),
         "measure": ("tokens = len(output token ids) summed over samples and steps. steady: a/d1/d2 the generate "
                     "call(s) after engine start; b/c first result batch to last, tokens of batches after the first. "
                     "end_to_end: engine creation (a, d) or pipeline creation with Ray already up (b, c) to last "
-                    "output. Headline ratios use steady tokens/s."),
-        **headline, "ratios_end_to_end": end_to_end, "goals": goals(headline), "systems": systems,
+                    "output. A pipeline's steady window counts only if trusted (>= 8 batches, <= 25% of its tokens "
+                    "possibly made before it, >= 25% of its wall time). Headline ratios: steady where both sides "
+                    "have one, else end-to-end (ratio_clocks)."),
+        **best, "ratio_clocks": clocks, "ratios_steady": steady, "ratios_end_to_end": end_to_end,
+        "goals": goals(best), "systems": systems,
         "failures": failures,
     }
     print()
-    print(format_table(systems, headline, end_to_end))
-    print(f"goals (steady): {json.dumps(result['goals'])}")
+    print(format_table(systems, steady, end_to_end))
+    print(f"headline: {json.dumps({n: [best[n], clocks[n]] for n in GOALS})}  goals: {json.dumps(result['goals'])}")
     if failures:
         print(f"FAILED: {json.dumps(failures)}")
     if args.out:

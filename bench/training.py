@@ -63,7 +63,7 @@ def torch_loop(model_dir: str, cfg, blocks: list) -> dict:
     return {"step_s": statistics.median(times), "tokens_per_s": tokens / sum(times), "last_loss": loss.item()}
 
 
-def ray_worker(config: dict) -> None:
+def ray_worker(config: dict) -> dict:
     import ray.train
     import torch
 
@@ -92,8 +92,8 @@ def ray_worker(config: dict) -> None:
     totals = torch.tensor([tokens, sum(times)], dtype=torch.float64)
     torch.distributed.all_reduce(totals)
     world = ray.train.get_context().get_world_size()
-    ray.train.report({"step_s": statistics.median(times), "tokens_per_s": totals[0].item() / (totals[1].item() / world),
-                      "last_loss": loss.item()})
+    return {"step_s": statistics.median(times), "tokens_per_s": totals[0].item() / (totals[1].item() / world),
+            "last_loss": loss.item()}  # rank 0's return value is the Result's return_value
 
 
 def ray_run(model_dir: str, cfg, blocks: list, workers: int, storage: Path) -> dict:
@@ -106,8 +106,7 @@ def ray_run(model_dir: str, cfg, blocks: list, workers: int, storage: Path) -> d
     trainer = TorchTrainer(ray_worker, train_loop_config={"cfg": cfg, "model_dir": model_dir, "blocks": blocks},
                            scaling_config=scaling_config(cfg.train), torch_config=TorchConfig(backend="gloo"),
                            run_config=RunConfig(name=f"bench-{workers}w", storage_path=str(storage)))
-    metrics = trainer.fit().metrics
-    return {k: metrics[k] for k in ("step_s", "tokens_per_s", "last_loss")}
+    return trainer.fit().return_value
 
 
 def main() -> int:

@@ -32,8 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     from s2ray.cli import base_model
     from s2ray.runs import new_run_dir
     from s2ray.train import train
+    from s2ray.train.data import distill_files
 
     data = Path(args.data).resolve()
+    try:
+        distill_files(data)
+    except (OSError, ValueError) as e:
+        print(f"train: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else new_run_dir(cfg.path(cfg.runs_dir)) / "train"
     print(f"model: {train(cfg, data, base_model(cfg), out)}")
     return 0

@@ -137,6 +137,9 @@ def generate(cfg: Config, model: str | Path, out: Path, input_path: str | None =
     rows = read_inputs(source)
     if done:
         rows = rows.filter(lambda r: r["id"] not in done)
+    # A JSONL file reads as one block; streaming repartition cuts it into batch-sized blocks so that several
+    # batches are in flight on every actor (otherwise one task walks the whole file, one batch at a time).
+    rows = rows.repartition(target_num_rows_per_block=gen.batch_size)
     results = rows.map_batches(
         System2Sampler, fn_constructor_kwargs={"cfg_json": cfg.model_dump_json(), "model": str(model)},
         batch_size=gen.batch_size, concurrency=tuple(gen.concurrency), num_cpus=gen.num_cpus,
@@ -173,6 +176,17 @@ def _plain(rec: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
 
 
+ERROR_KINDS = (("invalid UTF-8", "invalid_utf8"), ("invalid JSON", "invalid_json"), ("expected a JSON object",
+               "not_an_object"), ("missing field", "missing_field"), ("is empty", "empty_field"),
+               ("must be", "wrong_type"), ("the context holds", "too_long"), ("duplicate id", "duplicate_id"),
+               ("is not configured", "unconfigured_task"))
+
+
+def error_kind(reason: str) -> str:
+    """A short category of an error reason, for the summary's counts."""
+    return next((kind for marker, kind in ERROR_KINDS if marker in reason), "other")
+
+
 def finish(out: Path, counts: dict[str, int], tokens: int, seconds: float, resumed: int) -> dict[str, Any]:
     """Write the distill set (derived from records.jsonl, so it is always consistent with it) and the summary."""
     import pyarrow as pa
@@ -193,14 +207,19 @@ def finish(out: Path, counts: dict[str, int], tokens: int, seconds: float, resum
         f.writelines(json.dumps(r) + "\n" for r in kept)
     pq.write_table(pa.Table.from_pylist(kept, schema=pa.schema([(k, pa.string()) for k in DISTILL_FIELDS])),
                    out / "distill.parquet")
-    errors = sum(1 for _ in open(out / "errors.jsonl")) if (out / "errors.jsonl").exists() else 0
+    error_kinds: dict[str, int] = {}
+    if (out / "errors.jsonl").exists():
+        for line in open(out / "errors.jsonl"):
+            kind = error_kind(json.loads(line)["reason"])
+            error_kinds[kind] = error_kinds.get(kind, 0) + 1
+    errors = sum(error_kinds.values())
     summary = {"this_run": {**counts, "generated_tokens": tokens, "seconds": round(seconds, 1),
                             "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "skipped_already_done": resumed},
                "rows_recorded": sum(s["rows"] for s in per_task.values()), "rows_kept": len(kept),
-               "rows_errored": errors, "per_task": per_task}
+               "rows_errored": errors, "errors_by_kind": error_kinds, "per_task": per_task}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"generate: {summary['rows_recorded']} rows recorded, {len(kept)} kept, {errors} errors "
-          f"({counts['error']} malformed/too long, {counts['duplicate']} duplicate ids this run) -> {out}")
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(error_kinds.items())) or "none"
+    print(f"generate: {summary['rows_recorded']} rows recorded, {len(kept)} kept, {errors} errors ({kinds}) -> {out}")
     return summary
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 IGNORE = -100  # label of tokens that carry no loss (prompt, padding)
 COLUMNS = ("id", "task", "prompt", "target")

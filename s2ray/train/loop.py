@@ -121,7 +121,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         _append(record / PROGRESS, {"event": "start", "step": step, "resumed": checkpoint is not None,
                                     "world_size": world})
         _say(f"[train] {'resumed from checkpoint at' if checkpoint else 'starting at'} step {step}/{t.max_steps} "
-              f"on {world} workers (ZeRO-{t.zero_stage}, {precision(t)}, {backend(t)})")
+             f"on {world} workers (ZeRO-{t.zero_stage}, {precision(t)}, {backend(t)})")
 
     # The whole shard in memory, cycled locally: workers never wait on each other at Ray Data epoch boundaries,
     # and every worker runs the same number of micro-batches (packing fixes blocks per micro-batch).
@@ -157,7 +157,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 _append(record / PROGRESS, metrics)
                 _say(f"[train] step {step}/{t.max_steps} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e} "
-                      f"tokens/s {metrics['tokens_per_s']:.0f}")
+                     f"tokens/s {metrics['tokens_per_s']:.0f}")
             if save:
                 with tempfile.TemporaryDirectory() as d:
                     engine.save_checkpoint(d, tag=DS_TAG)

@@ -125,9 +125,10 @@ def _tail(path: Path, lines: int = 60) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
-def ray_job(address: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(RAY), "job", *args, "--address", address], cwd=REPO, env=cli_env(), check=False,
-                          capture_output=True, text=True, timeout=timeout)
+def ray_job(address: str, command: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`ray job <command> --address <address> <args>` (the address before `--`, which starts the entrypoint)."""
+    return subprocess.run([str(RAY), "job", command, "--address", address, *args], cwd=REPO, env=cli_env(),
+                          check=False, capture_output=True, text=True, timeout=timeout)
 
 
 def test_eval_job_succeeds_on_a_local_cluster(local_head, toy_cfg, toy_model, tmp_path):

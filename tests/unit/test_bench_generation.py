@@ -13,6 +13,7 @@ from bench.generation import (
     bench_rows,
     format_table,
     goals,
+    headline,
     in_flight_share,
     parse_args,
     rar1_prompt,
@@ -48,11 +49,38 @@ def test_ratios_and_goals():
                "ray_data_llm": system_result(600, 20, 500, 1.0), "step_sync": system_result(100, 2, 100, 1.0),
                "async": system_result(80, 2, 80, 1.0)}
     steady = ratios(systems)
-    assert steady == {"ratio_vs_vllm": 0.9, "ratio_vs_ray_data_llm": 1.8, "ratio_async_vs_step_sync": 0.8}
+    assert steady == {"ratio_vs_vllm": 0.9, "ratio_vs_ray_data_llm": 1.8, "ratio_async_vs_step_sync": 0.8,
+                      "split_ratio_vs_vllm": None, "split_ratio_vs_ray_data_llm": None}
     assert ratios(systems, "end_to_end")["ratio_vs_vllm"] == 0.475
     assert goals(steady) == {"ratio_vs_vllm_ge_0.9": True, "ratio_vs_ray_data_llm_ge_1.5": True}
     table = format_table(systems, steady, ratios(systems, "end_to_end"))
     assert "(b) s2ray" in table and "1.800" in table
+
+
+def test_untrusted_windows_stay_out_of_the_steady_ratios():
+    burst = system_result(1000, 100.0, 990, 5.0, batches=200, steady_in_flight_bound=0.035)  # all at the end
+    few = system_result(1000, 100.0, 750, 40.0, batches=4, steady_in_flight_bound=1.0)
+    good = system_result(1000, 100.0, 500, 50.0, batches=200, steady_in_flight_bound=0.035)
+    assert not burst["steady_trusted"] and not few["steady_trusted"] and good["steady_trusted"]
+    vllm = system_result(1000, 20.0, 1000, 10.0)
+    assert vllm["steady_trusted"]
+    assert ratios({"vllm": vllm, "s2ray": few})["ratio_vs_vllm"] is None
+    assert ratios({"vllm": vllm, "s2ray": good})["ratio_vs_vllm"] == 0.1
+    assert ratios({"vllm": vllm, "s2ray": few}, "end_to_end")["ratio_vs_vllm"] == 0.2
+    assert "(untrusted)" in format_table({"s2ray": burst}, {}, {})
+
+
+def test_headline_falls_back_to_end_to_end():
+    vllm = system_result(1000, 20.0, 1000, 10.0)
+    one_block = system_result(1000, 40.0, 0, None, batches=1, steady_in_flight_bound=None)
+    rdl = system_result(1000, 50.0, 900, 30.0, batches=100, steady_in_flight_bound=0.07)
+    systems = {"vllm": vllm, "s2ray": one_block, "ray_data_llm": rdl}
+    values, clocks = headline(ratios(systems), ratios(systems, "end_to_end"))
+    assert values["ratio_vs_vllm"] == 0.5 and clocks["ratio_vs_vllm"] == "end_to_end"
+    assert values["ratio_vs_ray_data_llm"] == 1.25 and clocks["ratio_async_vs_step_sync"] is None
+    systems["s2ray"] = system_result(1000, 40.0, 800, 20.0, batches=16, steady_in_flight_bound=0.067)
+    values, clocks = headline(ratios(systems), ratios(systems, "end_to_end"))
+    assert values["ratio_vs_vllm"] == 0.4 and clocks["ratio_vs_vllm"] == "steady"
 
 
 def test_missing_systems_give_no_ratio():
@@ -85,3 +113,37 @@ def test_import_and_help_are_cheap():
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "generation.py"), "--help"], capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 0 and "ray.data.llm" in done.stdout
+
+
+def test_s2ray_batches_are_timed_from_generates_progress_bar(tmp_path, monkeypatch):
+    """run_s2ray reads batch arrivals off generate's progress bar and their tokens off records.jsonl (stubbed)."""
+    import json
+
+    import s2ray.generate as gen
+    from bench import generation
+    from s2ray.config import load_config
+
+    seen = {}
+
+    def fake_generate(cfg, model, out, input_path):
+        seen["input"] = Path(input_path)
+        out.mkdir(parents=True)
+        bar = gen.tqdm(desc="generate")
+        with open(out / "records.jsonl", "w") as f:
+            for batch in ([10, 20], [30], [40, 50]):
+                f.writelines(json.dumps({"generated_tokens": t, "prompt_tokens": 8, "samples": 2}) + "\n"
+                             for t in batch)
+                bar.update(len(batch))
+        bar.close()
+        return {"this_run": {"generated_tokens": 150, "seconds": 1.0, "kept": 5, "dropped": 0, "error": 0}}
+
+    monkeypatch.setattr(gen, "generate", fake_generate)
+    cfg = load_config("local-cpu", ["generate.batch_size=2"])
+    rows = bench_rows(5, seed=0)
+    r = generation.run_s2ray(cfg, "model", rows, tmp_path / "split", split=True)
+    assert sorted(p.name for p in seen["input"].iterdir()) == ["part-00000.jsonl", "part-00001.jsonl",
+                                                               "part-00002.jsonl"]
+    assert r["generated_tokens"] == 150 and r["batches"] == 3 and r["steady_tokens"] == 120
+    assert r["mean_prompt_tokens"] == 4.0 and gen.tqdm is not generation._BatchClock
+    one = generation.run_s2ray(cfg, "model", rows, tmp_path / "file", split=False)
+    assert seen["input"].is_file() and one["generated_tokens"] == 150

@@ -73,3 +73,14 @@ def test_recorded_ids_cuts_a_torn_last_line(tmp_path):
     path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "tas')
     assert recorded_ids(path) == {"a", "b"}
     assert path.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+
+
+def test_error_kinds_for_the_summary():
+    from s2ray.generate import error_kind
+
+    assert error_kind("in.jsonl:3: invalid UTF-8 (invalid start byte at byte 4)") == "invalid_utf8"
+    assert error_kind("in.jsonl:4: missing field 'words'") == "missing_field"
+    assert error_kind("in.jsonl:5: field 'flips'[0] must be bool, got str") == "wrong_type"
+    assert error_kind("in.jsonl:6: field 'expression' is empty") == "empty_field"
+    assert error_kind("prompt is 900 tokens; the context holds 512") == "too_long"
+    assert error_kind("something else") == "other"

@@ -8,8 +8,14 @@ import sys
 import pytest
 
 from s2ray.config import ConfigError, TrainConfig, load_config
-from s2ray.train.deepspeed_config import (backend, deepspeed_config, offload_memory_gib, precision, scaling_kwargs,
-                                          threads_per_worker)
+from s2ray.train.deepspeed_config import (
+    backend,
+    deepspeed_config,
+    offload_memory_gib,
+    precision,
+    scaling_kwargs,
+    threads_per_worker,
+)
 
 
 def test_toy_profile_builds_a_cpu_zero2_fp32_config():
@@ -90,5 +96,5 @@ def test_pure_train_modules_import_no_heavy_packages():
     code = ("import sys; import s2ray.train, s2ray.train.deepspeed_config, s2ray.train.data, s2ray.train.export; "
             "heavy = [m for m in ('ray', 'vllm', 'torch', 'deepspeed', 'transformers', 'peft') if m in sys.modules]; "
             "assert not heavy, heavy")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
