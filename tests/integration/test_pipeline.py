@@ -10,7 +10,7 @@ import sys
 
 from s2ray.tasks import TASKS, make_rows
 
-SMALL = ["generate.rows_per_task=40", "generate.num_samples=4", "generate.min_valid=2", "train.max_steps=20",
+SMALL = ["generate.rows_per_task=40", "generate.num_samples=4", "generate.min_valid=2", "train.max_steps=20", "train.warmup_steps=5",
          "train.checkpoint_every=10", "eval.num_examples=20"]
 
 
