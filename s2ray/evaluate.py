@@ -21,14 +21,8 @@ from tqdm import tqdm
 from s2ray.config import Config
 from s2ray.methods import Engine, Sampling, get_method
 from s2ray.report import summarize, table, write_report
+from s2ray.sampling import fields_of
 from s2ray.tasks import get_task, make_rows, read_jsonl, validate_row
-
-FIELDS_EXCLUDED = ("id", "task", "label")
-
-
-def fields_of(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in FIELDS_EXCLUDED}
-
 
 def test_rows(cfg: Config, task_name: str) -> list[dict[str, Any]]:
     """Held-out labelled rows: the task's test_file if configured, else generated toy rows."""
