@@ -40,8 +40,9 @@ class ToyModelConfig(Strict):
     num_layers: int = Field(4, gt=0, description="Transformer blocks.")
     num_heads: int = Field(4, gt=0, description="Attention heads (head size = hidden_size / num_heads).")
     steps: int = Field(900, gt=0, description="Optimizer steps of pretraining on the synthetic corpus.")
-    batch_size: int = Field(16, gt=0, description="Packed blocks per step.")
-    block_size: int = Field(256, gt=0, description="Tokens per packed block (examples never span blocks).")
+    batch_size: int = Field(28, gt=0, description="Packed rows per step.")
+    block_size: int = Field(128, gt=0, description="Tokens per packed row (examples never span rows; longer ones "
+                            "are dropped).")
     learning_rate: float = Field(3e-3, gt=0, description="Peak AdamW learning rate (cosine decay after warm-up).")
     warmup_steps: int = Field(50, ge=0, description="Linear warm-up steps.")
     max_position_embeddings: int = Field(512, gt=0, description="Longest sequence the model can take.")

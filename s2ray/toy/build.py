@@ -1,4 +1,4 @@
-"""Build the toy base model: a small Llama with a character tokenizer, pretrained on the synthetic corpus.
+"""Build the toy base model: a small Llama with a word+character tokenizer, pretrained on the synthetic corpus.
 
     s2ray toy-model                      # builds (or reuses) .s2ray/models/toy-<fingerprint>/
     s2ray toy-model toy_model.steps=300  # a quicker, weaker model
@@ -13,10 +13,13 @@ import fcntl
 import json
 import math
 import random
+import queue
 import shutil
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from tqdm import tqdm
@@ -65,42 +68,58 @@ def ensure_toy_model(cfg: Config) -> Path:
     return out
 
 
-def _encode(user: str, reply: str, tokenizer: PreTrainedTokenizerFast) -> tuple[list[int], int]:
-    """Token ids of one example in the chat format, and where the reply starts (the loss covers only the reply)."""
-    prompt, answer = tokenizer([prompt_text(user), reply], add_special_tokens=False)["input_ids"]
-    return [tokenizer.bos_token_id] + prompt + answer + [tokenizer.eos_token_id], 1 + len(prompt)
+def _batches(toy: ToyModelConfig, tokenizer: PreTrainedTokenizerFast, pool: int = 2048):
+    """Rows of `block_size` tokens packed with shuffled examples of every format (mixed batches learn far faster
+    than batches of one format or one length), `batch_size` rows per step. Each example sees only itself:
+    block-diagonal causal mask (additive: 0 or the float minimum), positions from 0. Loss is on reply tokens only.
 
-
-def _batches(toy: ToyModelConfig, tokenizer: PreTrainedTokenizerFast):
-    """Blocks of `block_size` tokens packed with shuffled examples of every format (mixed batches learn far faster
-    than batches of one format). Each example sees only itself: block-diagonal causal mask, positions from 0."""
+    Blocks are filled best-fit from a shuffled pool (little padding; which formats share a block stays random).
+    """
     stream, rng = examples(toy.teach, toy.seed), random.Random(toy.seed)
-    buffer: list[tuple[list[int], int]] = []
-    pad = tokenizer.pad_token_id
+    bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    width = toy.block_size
+    causal = np.tril(np.ones((width, width), dtype=bool))
+    pending: list[tuple[tuple[int, ...], int]] = []
     while True:
-        while len(buffer) < 32 * toy.batch_size:
-            buffer.append(_encode(*next(stream), tokenizer))
-        rng.shuffle(buffer)
-        input_ids = torch.full((toy.batch_size, toy.block_size), pad)
-        labels = torch.full((toy.batch_size, toy.block_size), -100)
-        positions = torch.zeros((toy.batch_size, toy.block_size), dtype=torch.long)
-        doc = torch.full((toy.batch_size, toy.block_size), -1)
-        for row in range(toy.batch_size):
-            used, number = 0, 0
-            while buffer and used + len(buffer[-1][0]) <= toy.block_size:
-                seq, prompt_len = buffer.pop()
-                end = used + len(seq)
-                input_ids[row, used:end] = torch.tensor(seq)
-                labels[row, used + prompt_len:end] = torch.tensor(seq[prompt_len:])
-                positions[row, used:end] = torch.arange(len(seq))
-                doc[row, used:end] = number
-                used, number = end, number + 1
-            if used == 0:  # an example longer than a block: drop it
-                buffer.pop()
-        causal = torch.tril(torch.ones(toy.block_size, toy.block_size, dtype=torch.bool))
-        mask = (doc[:, :, None] == doc[:, None, :]) & causal & (doc[:, :, None] >= 0)
-        mask |= torch.eye(toy.block_size, dtype=torch.bool)  # padding rows attend to themselves (no NaNs)
-        yield input_ids, labels, positions, mask[:, None]
+        pairs = [next(stream) for _ in range(pool)]
+        rng.shuffle(pairs)
+        encoded = tokenizer([prompt_text(user) for user, _ in pairs] + [reply for _, reply in pairs],
+                            add_special_tokens=False)["input_ids"]
+        pending += [((bos, *prompt, *reply, eos), 1 + len(prompt)) for prompt, reply in zip(encoded[:pool], encoded[pool:])
+                    if len(prompt) + len(reply) + 2 <= width]  # longer than a block: dropped
+        while len(pending) >= pool // 2:
+            input_ids = np.full((toy.batch_size, width), pad, dtype=np.int64)
+            labels = np.full((toy.batch_size, width), -100, dtype=np.int64)
+            positions = np.zeros((toy.batch_size, width), dtype=np.int64)
+            doc = np.full((toy.batch_size, width), -1, dtype=np.int64)
+            for row in range(toy.batch_size):
+                used, number, i = 0, 0, 0
+                while i < len(pending) and used < width:  # first example in pool order that still fits
+                    seq, reply_start = pending[i]
+                    if used + len(seq) > width:
+                        i += 1
+                        continue
+                    pending.pop(i)
+                    end = used + len(seq)
+                    input_ids[row, used:end] = seq
+                    labels[row, used + reply_start:end] = seq[reply_start:]
+                    positions[row, used:end] = np.arange(len(seq))
+                    doc[row, used:end] = number
+                    used, number = end, number + 1
+            seen = (doc[:, :, None] == doc[:, None, :]) & causal & (doc[:, :, None] >= 0)
+            seen |= np.eye(width, dtype=bool)  # padding attends to itself (no all-masked rows, no NaNs)
+            # additive mask (0 = attend): eager attention adds it to the scores (a bool mask would be added as 0/1)
+            mask = np.where(seen, 0.0, np.finfo(np.float32).min).astype(np.float32)[:, None]
+            yield (torch.from_numpy(input_ids), torch.from_numpy(labels), torch.from_numpy(positions),
+                   torch.from_numpy(mask))
+
+
+def _prefetched(batches, depth: int = 8):
+    """The same batches, made by a background thread while the model trains (torch ops release the GIL)."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    threading.Thread(target=lambda: [ready.put(batch) for batch in batches], daemon=True).start()
+    while True:
+        yield ready.get()
 
 
 def build(toy: ToyModelConfig, out: Path) -> Path:
@@ -113,6 +132,8 @@ def build(toy: ToyModelConfig, out: Path) -> Path:
         num_hidden_layers=toy.num_layers, num_attention_heads=toy.num_heads, num_key_value_heads=toy.num_heads,
         max_position_embeddings=toy.max_position_embeddings, tie_word_embeddings=True,
         bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD])
+    # Eager attention: on CPU, SDPA's backward with a block-diagonal mask is several times slower.
+    config._attn_implementation = "eager"
     model = LlamaForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=toy.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
 
@@ -123,7 +144,7 @@ def build(toy: ToyModelConfig, out: Path) -> Path:
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    log, start, batches = [], time.time(), _batches(toy, tokenizer)
+    log, start, batches = [], time.time(), _prefetched(_batches(toy, tokenizer))
     model.train()
     bar = tqdm(range(toy.steps), desc=f"toy model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params)")
     for step in bar:

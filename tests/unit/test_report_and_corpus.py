@@ -35,3 +35,46 @@ def test_corpus_is_seeded_and_covers_every_taught_format():
 def test_prompt_text_matches_chat_template_pieces():
     assert prompt_text("hi") == "Q: hi\nA: "
     assert "'Q: '" in CHAT_TEMPLATE and "\\nA: " in CHAT_TEMPLATE
+
+
+def test_toy_batches_pack_whole_examples_each_seeing_only_itself():
+    from s2ray.toy.build import _batches, make_tokenizer
+
+    toy = load_config("local-cpu", ["toy_model.batch_size=4", "toy_model.block_size=128"]).toy_model
+    tokenizer = make_tokenizer(toy.word_tokens)
+    bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    input_ids, labels, positions, additive = next(_batches(toy, tokenizer, pool=64))
+    mask = additive == 0  # what each position may attend to
+    assert input_ids.shape == labels.shape == positions.shape == (4, 128) and additive.shape == (4, 1, 128, 128)
+    assert (input_ids != pad).float().mean() > 0.8  # best-fit packing leaves little padding
+    for row in range(4):
+        starts = [i for i in range(128) if positions[row, i] == 0 and input_ids[row, i] == bos]
+        ends = [i for i in range(128) if input_ids[row, i] == eos]
+        assert len(starts) == len(ends) >= 2
+        for start, end in zip(starts, ends):
+            # causal within the example, nothing outside it; the reply (and eos) carries the loss, the prompt not
+            assert mask[row, 0, end, start:end + 1].all() and not mask[row, 0, end, :start].any()
+            assert not mask[row, 0, start, start + 1:].any()
+            assert tokenizer.decode(input_ids[row, start:end + 1]).startswith("<s>Q: ")
+            assert labels[row, end] == eos and (labels[row, start:end + 1] == -100).any()
+        assert (labels[row][input_ids[row] == pad] == -100).all()
+
+
+def test_toy_batches_mask_gives_eager_attention_what_sdpa_computes():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from s2ray.toy.build import _batches, make_tokenizer
+
+    toy = load_config("local-cpu", ["toy_model.batch_size=2"]).toy_model
+    tokenizer = make_tokenizer(toy.word_tokens)
+    input_ids, _, positions, additive = next(_batches(toy, tokenizer, pool=64))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)).eval()
+    logits = {}
+    with torch.no_grad():
+        for impl, mask in (("eager", additive), ("sdpa", additive == 0)):
+            model.config._attn_implementation = impl
+            logits[impl] = model(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits
+    assert torch.allclose(logits["eager"], logits["sdpa"], atol=1e-4)
