@@ -38,13 +38,19 @@ def prompt_text(user: str) -> str:
     return f"{USER_PREFIX}{user}{ASSISTANT_PREFIX}"
 
 
-def examples(teach: dict[str, list[str]], seed: int) -> Iterator[tuple[str, str]]:
-    """An endless, seeded stream of (user, reply) pairs over the taught tasks and methods."""
+def examples(teach: dict[str, list[str]], seed: int | str, direct: bool = True) -> Iterator[tuple[str, str]]:
+    """An endless, seeded stream of (user, reply) pairs over the taught tasks and methods.
+
+    `direct=False` leaves out the (deliberately weak) direct answers: distillation replays only System 2 formats,
+    so the corpus's System 1 habits do not pull against the distilled answers.
+    """
     rng = random.Random(f"corpus:{seed}")
     names = sorted(teach)
     while True:
         task = TASKS[rng.choice(names)]
         fields = draw(task, rng, "train")
-        yield from METHODS["direct"].demonstrations(task, fields, rng)
+        demos = METHODS["direct"].demonstrations(task, fields, rng)  # drawn either way: same stream of inputs
+        if direct:
+            yield from demos
         method = METHODS[rng.choice(teach[task.NAME])]
         yield from method.demonstrations(task, fields, rng)

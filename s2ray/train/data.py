@@ -107,11 +107,12 @@ def encode_distill_set(path: str | Path, model_path: str | Path):
 
 
 def replay_examples(model_path: str, teach: dict[str, list[str]], seed: str) -> Iterator[tuple[list[int], int]]:
-    """The toy corpus (every taught format) encoded like distill pairs, so distillation does not erase System 2."""
+    """The toy corpus's System 2 formats encoded like distill pairs, so distillation does not erase System 2.
+    Its direct answers are left out: they are the weak System 1 habits that distillation replaces."""
     from s2ray.toy.corpus import examples
 
     tokenizer = load_tokenizer(model_path)
-    for user, reply in examples(teach, seed):
+    for user, reply in examples(teach, seed, direct=False):
         yield encode_pair(tokenizer, user, reply)
 
 

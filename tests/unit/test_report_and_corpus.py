@@ -78,3 +78,22 @@ def test_toy_batches_mask_gives_eager_attention_what_sdpa_computes():
             model.config._attn_implementation = impl
             logits[impl] = model(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits
     assert torch.allclose(logits["eager"], logits["sdpa"], atol=1e-4)
+
+
+def test_replay_stream_is_the_corpus_without_its_direct_answers():
+    teach = load_config("local-cpu").toy_model.teach
+    full = list(itertools.islice(examples(teach, 0), 3000))
+    replay = list(itertools.islice(examples(teach, 0, direct=False), 1000))
+    removed, it = [], iter(full)
+    for item in replay:  # replay is the full stream with items taken out, in the same order
+        for candidate in it:
+            if candidate == item:
+                break
+            removed.append(candidate)
+    methods = ("rephrase", "rewrite without opinions", "branch criteria", "solve", "merge", "step by step")
+    assert removed and not any(u.startswith(methods) or "\n" in u for u, _ in removed)  # direct: one plain line
+    # S2A's last step answers the rewritten, opinion-free question: the only single-line replay prompt
+    assert all(u.startswith(methods) or "\n" in u or u.startswith("which is larger:") for u, _ in replay)
+    for prefix in ("rephrase and respond. last letters", "rewrite without opinions:", "branch criteria. judge",
+                   "step by step. compute"):
+        assert any(u.startswith(prefix) for u, _ in replay), prefix
