@@ -30,3 +30,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figure(request):
+    """figure(text): a measured figure (rows lost, failures under a kill, ...), printed now and repeated in the
+    run's summary, so `make test` / CI logs show every figure even when output capture hides test output."""
+
+    def record(text: str) -> None:
+        _FIGURES.append(f"{request.node.name}: {text.strip()}")
+        print(text)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("measured figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)

@@ -42,7 +42,7 @@ def sampler_actors(driver_pid: int) -> list[psutil.Process]:
     return found
 
 
-def test_killed_sampler_actor_is_replaced_and_no_row_is_lost(tmp_path, toy_model):
+def test_killed_sampler_actor_is_replaced_and_no_row_is_lost(tmp_path, toy_model, figure):
     input_path, out = tmp_path / "in.jsonl", tmp_path / "out"
     valid, bad = write_inputs(input_path, per_task=24)
     proc = run_cli(out, input_path, background=True)
@@ -54,12 +54,12 @@ def test_killed_sampler_actor_is_replaced_and_no_row_is_lost(tmp_path, toy_model
     assert proc.wait(timeout=900) == 0, "the job did not finish after its sampler actor was killed"
     records, errors = ids_in(out / "records.jsonl"), ids_in(out / "errors.jsonl")
     lost, duplicated = len(valid - set(records)), len(records) - len(set(records))
-    print(f"actor kill: killed {len(actors)} actor(s) after {before} rows; rows lost {lost}, duplicated {duplicated}")
+    figure(f"actor kill: killed {len(actors)} actor(s) after {before} rows; rows lost {lost}, duplicated {duplicated}")
     assert lost == 0 and duplicated == 0 and set(records) == valid
     assert set(errors) == set(bad)
 
 
-def test_killed_driver_resumes_and_redoes_only_unrecorded_rows(tmp_path, toy_model):
+def test_killed_driver_resumes_and_redoes_only_unrecorded_rows(tmp_path, toy_model, figure):
     input_path, out = tmp_path / "in.jsonl", tmp_path / "out"
     valid, bad = write_inputs(input_path, per_task=24)
     proc = run_cli(out, input_path, background=True)
@@ -74,10 +74,10 @@ def test_killed_driver_resumes_and_redoes_only_unrecorded_rows(tmp_path, toy_mod
     summary = json.loads((out / "summary.json").read_text())["this_run"]
     processed_again = summary["kept"] + summary["dropped"] + summary["error"]
     in_flight_bound = 2 * 8  # generate.batches_per_actor x generate.batch_size, one actor
-    print(f"driver kill: {len(recorded)} rows recorded before the kill; resumed run skipped "
-          f"{summary['skipped_already_done']} and processed {processed_again}; rows lost "
-          f"{len(valid - set(records))}, duplicated {len(records) - len(set(records))}; work redone <= "
-          f"{in_flight_bound} rows (the batches in flight when the driver died, never recorded)")
+    figure(f"driver kill: {len(recorded)} rows recorded before the kill; resumed run skipped "
+           f"{summary['skipped_already_done']} and processed {processed_again}; rows lost "
+           f"{len(valid - set(records))}, duplicated {len(records) - len(set(records))}; work redone <= "
+           f"{in_flight_bound} rows (the batches in flight when the driver died, never recorded)")
     assert sorted(records) == sorted(valid) and sorted(errors) == sorted(bad)  # 0 lost, 0 duplicated
     assert summary["skipped_already_done"] == len(recorded)
     assert processed_again == len(valid) + len(bad) - len(recorded)  # nothing recorded is computed twice

@@ -112,19 +112,19 @@ def running_replicas() -> int:
     return status.replica_states.get("RUNNING", 0)
 
 
-def test_1000_requests_at_32_in_flight_have_no_5xx(app):
+def test_1000_requests_at_32_in_flight_have_no_5xx(app, figure):
     url, key, cfg = app
     start = time.time()
     records = asyncio.run(load(url, key, questions(cfg, 1000)))
     statuses = {s: sum(r["status"] == s for r in records) for s in sorted({r["status"] for r in records})}
     figures = {"requests": len(records), "statuses": statuses, "seconds": round(time.time() - start, 1),
                "accuracy": round(sum(r.get("correct", False) for r in records) / len(records), 4)}
-    print("load figures:", json.dumps(figures))
+    figure(f"load: {json.dumps(figures)}")
     assert len(records) == 1000
     assert statuses == {200: 1000}, figures
 
 
-def test_killing_a_replica_under_load_is_replaced_and_failures_are_bounded(app):
+def test_killing_a_replica_under_load_is_replaced_and_failures_are_bounded(app, figure):
     url, key, cfg = app
     assert running_replicas() == 2
     victims = replicas()
@@ -154,7 +154,7 @@ def test_killing_a_replica_under_load_is_replaced_and_failures_are_bounded(app):
     figures["replaced_after_s"] = replaced_s
     after = asyncio.run(load(url, key, questions(cfg, 64)))
     figures["after_replacement_ok"] = sum(r["status"] == 200 for r in after)
-    print("replica-kill figures:", json.dumps(figures))
+    figure(f"replica kill: {json.dumps(figures)}")
 
     assert killed, "the load finished before the replica was killed"
     assert len(records) == 300

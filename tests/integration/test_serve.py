@@ -178,6 +178,7 @@ def test_router_streams_its_answer(server):
 
 # --- safety: 401, 4xx with a message naming what was wrong, no 5xx ---------------------------------------------------
 
+@pytest.mark.faults  # reliability: bad requests get 4xx, a missing key 401
 def test_without_or_with_a_wrong_key_is_401(server):
     with pytest.raises(openai.AuthenticationError):
         client(server, key="wrong").models.list()
@@ -220,6 +221,7 @@ BAD_REQUESTS = [
 ]
 
 
+@pytest.mark.faults  # reliability: bad requests get 4xx, a missing key 401
 @pytest.mark.parametrize("name,path,body,status,param,message", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
 def test_malformed_requests_get_4xx_naming_the_problem(server, name, path, body, status, param, message):
     r = post(server, path, body)
@@ -228,6 +230,7 @@ def test_malformed_requests_get_4xx_naming_the_problem(server, name, path, body,
     assert message in error["message"] and error["param"] == param, error
 
 
+@pytest.mark.faults  # reliability: bad requests get 4xx, a missing key 401
 def test_openai_client_sees_client_errors_as_4xx_exceptions(server):
     c = client(server)
     with pytest.raises(openai.NotFoundError, match="does not exist"):

@@ -116,7 +116,8 @@ def _latest_registered(snapshot: Path) -> dict | None:
 
 
 @pytest.mark.faults
-def test_cli_zero3_killed_worker_resumes_from_checkpoint_and_finishes(tmp_path, toy_cfg, toy_model, distill_set):
+def test_cli_zero3_killed_worker_resumes_from_checkpoint_and_finishes(tmp_path, toy_cfg, toy_model, distill_set,
+                                                                     figure):
     out = tmp_path / "train"
     cmd = [sys.executable, "-m", "s2ray.cli", "train", "--data", str(distill_set), "--out", str(out),
            "train.zero_stage=3", "train.max_steps=40", "train.checkpoint_every=10", "train.log_every=5",
@@ -153,8 +154,8 @@ def test_cli_zero3_killed_worker_resumes_from_checkpoint_and_finishes(tmp_path, 
     record = json.loads((out / "train.json").read_text())
     assert record["history"][-1]["step"] == 40 and len(record["starts"]) == 2
     loss = losses(out)
-    print(f"\nkill/resume: killed rank 1 (pid {killed}) after checkpoint {seen_checkpoint}; resumed at step "
-          f"{resumed_at}; finished 40/40; ZeRO-3 loss {loss[0]:.3f} -> {loss[-1]:.3f}")
+    figure(f"kill/resume: killed rank 1 (pid {killed}) after checkpoint {seen_checkpoint}; resumed at step "
+           f"{resumed_at}; finished 40/40; ZeRO-3 loss {loss[0]:.3f} -> {loss[-1]:.3f}")
     assert loss[-1] < 0.8 * loss[0]
     report = system1_check(out / "model", toy_cfg)
     print("ZeRO-3 export in vLLM:", json.dumps(report))
