@@ -33,7 +33,8 @@ class Strict(BaseModel):
 
 
 class ToyModelConfig(Strict):
-    """The project-built base model of the embedded default (a small Llama; toy-world words are single tokens, the rest characters)."""
+    """The project-built base model of the embedded default (a small Llama; toy-world words are single tokens, the
+    rest characters)."""
 
     seed: int = Field(0, description="Seed for weights and the synthetic corpus; same seed, same model.")
     hidden_size: int = Field(128, gt=0, description="Transformer width.")

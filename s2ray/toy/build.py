@@ -85,7 +85,8 @@ def _batches(toy: ToyModelConfig, tokenizer: PreTrainedTokenizerFast, pool: int 
         rng.shuffle(pairs)
         encoded = tokenizer([prompt_text(user) for user, _ in pairs] + [reply for _, reply in pairs],
                             add_special_tokens=False)["input_ids"]
-        pending += [((bos, *prompt, *reply, eos), 1 + len(prompt)) for prompt, reply in zip(encoded[:pool], encoded[pool:])
+        pending += [((bos, *prompt, *reply, eos), 1 + len(prompt))
+                    for prompt, reply in zip(encoded[:pool], encoded[pool:])
                     if len(prompt) + len(reply) + 2 <= width]  # longer than a block: dropped
         while len(pending) >= pool // 2:
             input_ids = np.full((toy.batch_size, width), pad, dtype=np.int64)
