@@ -2,7 +2,7 @@
 step-synchronously vs as per-row async programs. Same model, prompts, k, sampling and engine settings for all.
 
     flock /tmp/s2ray-heavy.lock .venv/bin/python bench/generation.py [--rows 1024] [--k 8] [--out FILE]
-          [--quick] [--only a,b,c,d] [--config local-cpu] [a.b=value ...]
+          [--quick] [--only a,b,c,d,e] [--e-cpus 2] [--config local-cpu] [a.b=value ...]
 
 The toy model (`ensure_toy_model`), `--rows` unlabelled toy rows of last_letter + coin_flip (interleaved, fixed
 seed), k samples per row at generate.temperature / generate.max_tokens, engine settings from cfg.engine:
@@ -23,6 +23,12 @@ seed), k samples per row at generate.temperature / generate.max_tokens, engine s
                     prompts (n=1).
   (d2) async        rar2 as s2ray runs it: `s2ray.methods.rar2.run` for every row at once (asyncio.gather) on one
                     `VLLMEngine` (AsyncLLM), so the respond call of a chain starts as soon as its rephrasing is done.
+  (e1) s2ray_rar2   (b) with the 2-step rar2 on every row: one engine, k chains per row as async programs, the
+                    rephrase call with n=k.
+  (e2) ray_data_llm_rar2  rar2 the ray.data.llm way: two chained vLLM processors (rephrase over k copies of every
+                    row, n=1; then respond), each its own engine stage, chat messages through its own stages. Both
+                    get the same CPUs in all: e1 one actor with --e-cpus, e2 two stages of --e-cpus / 2 each
+                    (each engine's threads follow its actor's CPUs).
 
 Tokens are generated token ids (len(output.token_ids)) summed over every sample and step. Two clocks per system:
   end-to-end  from creating the engine (a, d: `LLM(...)` / `VLLMEngine(...)`; b, c: building the Ray Data pipeline,
@@ -57,10 +63,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 GOALS = {"ratio_vs_vllm": 0.9, "ratio_vs_ray_data_llm": 1.5}
-SYSTEMS = {"a": "vllm", "b": "s2ray", "b2": "s2ray_split", "c": "ray_data_llm", "d1": "step_sync", "d2": "async"}
+SYSTEMS = {"a": "vllm", "b": "s2ray", "b2": "s2ray_split", "c": "ray_data_llm", "d1": "step_sync", "d2": "async",
+           "e1": "s2ray_rar2", "e2": "ray_data_llm_rar2"}
 RATIOS = {"ratio_vs_vllm": ("s2ray", "vllm"), "ratio_vs_ray_data_llm": ("s2ray", "ray_data_llm"),
           "ratio_async_vs_step_sync": ("async", "step_sync"), "split_ratio_vs_vllm": ("s2ray_split", "vllm"),
-          "split_ratio_vs_ray_data_llm": ("s2ray_split", "ray_data_llm")}
+          "split_ratio_vs_ray_data_llm": ("s2ray_split", "ray_data_llm"),
+          "rar2_ratio_vs_ray_data_llm": ("s2ray_rar2", "ray_data_llm_rar2")}
 TASKS = ("last_letter", "coin_flip")
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -436,6 +444,54 @@ def run_ray_data_llm(cfg, model: str, rows: list[dict], sampling, batch_size: in
                          stages=stages, mean_prompt_tokens=round(prompt_tokens / max(1, sequences), 2))
 
 
+def run_ray_data_llm_rar2(cfg, model: str, rows: list[dict], sampling, batch_size: int, cpus: float) -> dict:
+    """(e2) rar2 through two chained ray.data.llm processors: rephrase over k copies of every row (n=1), then
+    respond to each rephrasing; each processor is its own engine stage with `cpus / 2` CPUs."""
+    import ray
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    from s2ray.methods import rar2
+    from s2ray.methods.base import templates
+
+    prompts, k = templates(rar2.PROMPTS, cfg.prompt_style, rar2.NAME), sampling.n
+    params = dict(n=1, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens)
+    items = [{"question": question(r, cfg.prompt_style)} for r in rows for _ in range(k)]
+    kwargs = engine_kwargs(cfg)
+    kwargs.pop("tensor_parallel_size")
+
+    def stage():
+        return vLLMEngineProcessorConfig(model_source=model, engine_kwargs=kwargs, batch_size=batch_size,
+                                         concurrency=1, placement_group_config={"bundles": [{"CPU": cpus / 2}]},
+                                         log_engine_metrics=False)
+
+    def user(text: str) -> list[dict]:
+        return [{"role": "user", "content": text}]
+
+    rephrase = build_processor(
+        stage(), preprocess=lambda row: dict(messages=user(prompts["rephrase"].format(question=row["question"])),
+                                             sampling_params=params),
+        postprocess=lambda row: dict(question=row["question"], rephrased=row["generated_text"],
+                                     first_tokens=row["num_generated_tokens"]))
+    respond = build_processor(
+        stage(), preprocess=lambda row: dict(
+            messages=user(prompts["respond"].format(question=row["question"], rephrase=row["rephrased"].strip())),
+            sampling_params=params, first_tokens=row["first_tokens"]),
+        postprocess=lambda row: dict(num_generated_tokens=row["num_generated_tokens"] + row["first_tokens"]))
+    start = time.perf_counter()
+    ds = respond(rephrase(ray.data.from_items(items)))
+    marks, tokens, chains = [], 0, 0
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        got = int(batch["num_generated_tokens"].sum())
+        marks.append((time.perf_counter() - start, got))
+        tokens += got
+        chains += len(batch["num_generated_tokens"])
+    wall = time.perf_counter() - start
+    steady = steady_state(marks)
+    return system_result(tokens, wall, steady["tokens"], steady["seconds"], batches=steady["batches"],
+                         first_batch_s=steady["first_batch_s"], chains=chains, batch_size=batch_size, cpus=cpus,
+                         steady_in_flight_bound=in_flight_share(2 * 8, steady["batches"]))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -455,7 +511,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "chat-template/tokenize/detokenize stages")
     parser.add_argument("--s2ray-input", choices=("file", "split", "both"), default="file", help="(b) input as "
                         "one JSONL file (b, the headline), files of generate.batch_size rows (b2), or both")
-    parser.add_argument("--only", default="a,b,c,d", help="systems to run, comma-separated from a,b,c,d")
+    parser.add_argument("--only", default="a,b,c,d,e", help="systems to run, comma-separated from a,b,c,d,e "
+                        "(e: the 2-step rar2 through s2ray vs chained ray.data.llm processors)")
+    parser.add_argument("--e-cpus", type=float, default=2.0, help="(e) CPUs each side gets in all: s2ray's one "
+                        "actor, or ray.data.llm's two engine stages (half each)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 32 rows, k=4")
     parser.add_argument("--out", default=None, help="write the JSON result here")
     parser.add_argument("--workdir", default=None, help="where s2ray generate writes (default: a temp folder)")
@@ -464,7 +523,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rows = args.rows or (32 if args.quick else 1024)
     args.k = args.k or (4 if args.quick else 8)
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
-    assert args.only <= {"a", "b", "c", "d"}, f"--only takes a,b,c,d; got {sorted(args.only)}"
+    assert args.only <= {"a", "b", "c", "d", "e"}, f"--only takes a,b,c,d,e; got {sorted(args.only)}"
     assert 1 <= args.rows <= 20000 and 1 <= args.k <= 64, "bounded: rows <= 20000, k <= 64"
     return args
 
@@ -485,6 +544,9 @@ def main(argv: list[str] | None = None) -> int:
         *args.overrides, *(f"tasks.{t}.method=rar1" for t in TASKS), f"generate.num_samples={args.k}",
         f"generate.min_valid={min(args.k, base.generate.min_valid)}", f"generate.temperature={temperature}",
         f"generate.max_tokens={max_tokens}"])
+    cfg_rar2 = cfg.model_copy(update={
+        "tasks": {t: c.model_copy(update={"method": "rar2"}) for t, c in cfg.tasks.items()},
+        "generate": cfg.generate.model_copy(update={"num_cpus": args.e_cpus})})
     model = str(ensure_toy_model(cfg) if cfg.model == "toy" else cfg.model)
     rows = bench_rows(args.rows, args.seed)
     sampling = Sampling(n=args.k, temperature=temperature, top_p=cfg.generate.top_p, max_tokens=max_tokens)
@@ -511,22 +573,26 @@ def main(argv: list[str] | None = None) -> int:
                                             run_raw="a" in args.only))
     if "d" in args.only:
         attempt("async", lambda: run_async_programs(cfg, model, rows, sampling))
-    if "b" in args.only or "c" in args.only:
+    if args.only & {"b", "c", "e"}:
         import ray
 
         runtime_env = {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": os.environ["VLLM_CPU_OMP_THREADS_BIND"]}}
         todo = [("b", "s2ray")] if args.s2ray_input in ("file", "both") else []
         todo += [("b", "s2ray_split")] if args.s2ray_input in ("split", "both") else []
-        for key, name in [*todo, ("c", "ray_data_llm")]:
+        for key, name in [*todo, ("c", "ray_data_llm"), ("e", "s2ray_rar2"), ("e", "ray_data_llm_rar2")]:
             if key not in args.only:
                 continue
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
             ray.data.DataContext.get_current().enable_progress_bars = False
             try:
-                if name.startswith("s2ray"):
+                if name == "ray_data_llm_rar2":
+                    attempt(name, lambda: run_ray_data_llm_rar2(cfg, model, rows, sampling, args.rdl_batch_size,
+                                                                args.e_cpus))
+                elif name.startswith("s2ray"):
                     with tempfile.TemporaryDirectory(prefix="s2ray-bench-") as tmp:
                         attempt(name, lambda name=name, tmp=tmp: run_s2ray(
-                            cfg, model, rows, Path(args.workdir or tmp) / name, split=name == "s2ray_split"))
+                            cfg_rar2 if name == "s2ray_rar2" else cfg, model, rows, Path(args.workdir or tmp) / name,
+                            split=name == "s2ray_split"))
                 else:
                     attempt(name, lambda: run_ray_data_llm(cfg, model, rows, sampling, args.rdl_batch_size,
                                                            args.rdl_stages))
@@ -538,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "bench": "generation", "started": started,
         "config": {"profile": cfg.name, "model": model, "rows": len(rows), "tasks": list(TASKS), "k": args.k,
-                   "method": "rar1 (a, b, c); rar2 (d1, d2)", "temperature": temperature, "top_p": sampling.top_p,
+                   "method": "rar1 (a, b, c); rar2 (d1, d2, e1, e2)", "e_cpus": args.e_cpus, "temperature": temperature, "top_p": sampling.top_p,
                    "max_tokens": max_tokens, "row_seed": args.seed, "engine": cfg.engine.model_dump(),
                    "s2ray_generate": cfg.generate.model_dump(), "ray_data_llm_batch_size": args.rdl_batch_size,
                    "ray_data_llm_stages": args.rdl_stages,

@@ -60,6 +60,7 @@ async def run_phase(client, system: str, jobs: list[dict], concurrency: int, tim
                               tokens=r.usage.completion_tokens, escalated=bool(info.get("escalated", False)))
                 if system == "router":  # what System 1 said and how sure it was, to calibrate the threshold
                     record.update(id=job["id"], agreement=info["agreement"], mean_logprob=info["mean_logprob"],
+                                  lowest_logprob=info["lowest_logprob"],
                                   system1_tokens=info["system1_tokens"],
                                   system1_correct=task.score(info["system1_answer"], job["label"]))
                 elif system == "system2":
@@ -96,28 +97,34 @@ async def run_phase(client, system: str, jobs: list[dict], concurrency: int, tim
     return summary, records
 
 
-def calibrate(router: list[dict], system2: list[dict]) -> list[dict]:
+def calibrate(router: list[dict], system2: list[dict], best_accuracy: float) -> dict:
     """Replay the router's decision offline at other thresholds, on the same System 1 samples and System 2 answers:
-    accuracy and generated tokens per (min_agreement, min_mean_logprob), to choose serve.router settings."""
+    accuracy and generated tokens per (min_agreement, min_mean_logprob, min_token_logprob), to choose serve.router
+    settings; `best` is the cheapest setting within 1 point of the best single system (None if none is)."""
     deep = {r["id"]: r for r in system2 if r["status"] == 200}
     rows = [r for r in router if r["status"] == 200 and r["id"] in deep]
     s2_tokens = sum(deep[r["id"]]["tokens"] for r in rows) or 1
+
+    def below(value, threshold):
+        return threshold is not None and value is not None and value < threshold
+
     table = []
     for agreement in (0.0, 0.5, 0.75, 1.0):
-        for logprob in (None, -0.02, -0.05, -0.1, -0.2, -0.5):
-            correct = tokens = escalated = 0
-            for r in rows:
-                unsure = r["agreement"] < agreement or (logprob is not None and r["mean_logprob"] is not None
-                                                        and r["mean_logprob"] < logprob)
-                unsure = unsure or r["agreement"] == 0  # every sample abstained
-                correct += deep[r["id"]]["correct"] if unsure else r["system1_correct"]
-                tokens += r["system1_tokens"] + (deep[r["id"]]["tokens"] if unsure else 0)
-                escalated += unsure
-            table.append({"min_agreement": agreement, "min_mean_logprob": logprob,
-                          "accuracy": round(correct / max(1, len(rows)), 4),
-                          "tokens_vs_system2": round(tokens / s2_tokens, 4),
-                          "escalation_rate": round(escalated / max(1, len(rows)), 4)})
-    return table
+        for mean in (None, -0.02, -0.05, -0.1, -0.2, -0.5):
+            for token in (None, -0.05, -0.1, -0.25, -0.5, -1.0, -2.0):
+                correct = tokens = escalated = 0
+                for r in rows:
+                    unsure = r["agreement"] < agreement or below(r["mean_logprob"], mean) or \
+                        below(r["lowest_logprob"], token) or r["agreement"] == 0  # 0: every sample abstained
+                    correct += deep[r["id"]]["correct"] if unsure else r["system1_correct"]
+                    tokens += r["system1_tokens"] + (deep[r["id"]]["tokens"] if unsure else 0)
+                    escalated += unsure
+                table.append({"min_agreement": agreement, "min_mean_logprob": mean, "min_token_logprob": token,
+                              "accuracy": round(correct / max(1, len(rows)), 4),
+                              "tokens_vs_system2": round(tokens / s2_tokens, 4),
+                              "escalation_rate": round(escalated / max(1, len(rows)), 4)})
+    good = [t for t in table if t["accuracy"] >= best_accuracy - 0.01]
+    return {"best": min(good, key=lambda t: t["tokens_vs_system2"], default=None), "table": table}
 
 
 async def bench(url: str, api_key: str, cfg, tasks: list[str], rows: int, concurrency: int, timeout: float) -> dict:
@@ -144,7 +151,8 @@ async def bench(url: str, api_key: str, cfg, tasks: list[str], rows: int, concur
         results[system], records[system] = await run_phase(client, system, jobs, concurrency, timeout)
         print(f"{system}: {json.dumps(results[system])}", flush=True)
     await client.close()
-    return results, calibrate(records["router"], records["system2"])
+    best = max(results["system1"]["accuracy"], results["system2"]["accuracy"])
+    return results, calibrate(records["router"], records["system2"], best)
 
 
 def main() -> int:

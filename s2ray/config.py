@@ -98,6 +98,8 @@ class EngineConfig(Strict):
 class TaskConfig(Strict):
     method: str = Field(description="The task's System 2 method (a name in s2ray.methods.METHODS).")
     test_file: str | None = Field(None, description="Labelled JSONL of held-out rows; null = generate toy rows.")
+    agreement: float | None = Field(None, gt=0, le=1, description="tau for this task's vote; null = "
+                                    "generate.agreement (pick it from the kept/precision table per tau).")
 
     @field_validator("method")
     @classmethod
@@ -126,6 +128,8 @@ class GenerateConfig(Strict):
     min_valid: int = Field(4, gt=0, description="Rows with fewer parseable answers are dropped.")
     filter: Literal["majority", "usc"] = Field("majority", description="majority vote, or universal self-consistency.")
     order_swap: bool = Field(True, description="Judging tasks: keep a verdict only if it survives swapping A/B.")
+    both_orders: bool = Field(True, description="Judging tasks: a kept verdict enters the distill set in both "
+                              "orders (it survived the swap), so System 1 learns to judge without position bias.")
     batch_size: int = Field(64, gt=0, description="Rows per Ray Data batch sent to a sampler actor.")
     concurrency: tuple[int, int] = Field((1, 1), description="(min, max) sampler actors; the pool autoscales.")
     num_cpus: float = Field(1, ge=0, description="CPUs reserved per sampler actor.")
@@ -239,6 +243,8 @@ class RouterConfig(Strict):
     min_agreement: float = Field(0.75, ge=0, le=1, description="Escalate when the majority answer's share is below.")
     min_mean_logprob: float | None = Field(None, le=0, description="Escalate when the majority samples' mean "
                                            "per-token log-probability is below; null = agreement only.")
+    min_token_logprob: float | None = Field(None, le=0, description="Escalate when the majority samples' least "
+                                            "likely token's log-probability is below; null = not used.")
 
     @field_validator("method")
     @classmethod

@@ -60,7 +60,15 @@ class VLLMEngine:
             final = out
         assert final is not None, "vLLM returned no output"
         return [Completion(text=o.text, prompt_tokens=len(ids), output_tokens=len(o.token_ids),
-                           logprob=o.cumulative_logprob) for o in sorted(final.outputs, key=lambda o: o.index)]
+                           logprob=o.cumulative_logprob, lowest_logprob=_lowest(o))
+                for o in sorted(final.outputs, key=lambda o: o.index)]
 
     def shutdown(self) -> None:
         self.llm.shutdown()
+
+
+def _lowest(output) -> float | None:
+    """The least likely generated token's log-probability (vLLM returns the sampled token's with logprobs=0)."""
+    if not output.logprobs or not output.token_ids:
+        return None
+    return min(position[token].logprob for position, token in zip(output.logprobs, output.token_ids))

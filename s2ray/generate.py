@@ -6,7 +6,8 @@
 Rows stream from the input (JSONL or Parquet) through a pool of System2Sampler actors (one vLLM engine each,
 `generate.concurrency=(min, max)` actors) and come back as records, appended by the driver as they arrive:
 records.jsonl (every row: kept/dropped/error, votes, agreement, tokens), errors.jsonl (bad rows with the reason),
-and at the end distill.jsonl + distill.parquet (id, task, prompt in System 1 form, target) and summary.json.
+and at the end distill.jsonl + distill.parquet (id, task, prompt in System 1 form, target; a judging verdict kept by
+the order-swap filter appears in both orders, the swapped one as `<id>#swapped`) and summary.json.
 Rerunning into the same folder skips ids already recorded: no row lost, none written twice.
 """
 
@@ -202,6 +203,9 @@ def finish(out: Path, counts: dict[str, int], tokens: int, seconds: float, resum
             if rec["status"] == "kept":
                 stats["kept"] += 1
                 kept.append({k: rec[k] for k in DISTILL_FIELDS})
+                if rec.get("swapped_prompt"):  # a judging verdict that survived the order swap, in the other order
+                    kept.append({"id": f"{rec['id']}#swapped", "task": rec["task"], "prompt": rec["swapped_prompt"],
+                                 "target": get_task(rec["task"]).unswap(rec["target"])})
     kept.sort(key=lambda r: r["id"])  # records arrive in completion order; the distill set should not
     with open(out / "distill.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)
@@ -215,11 +219,13 @@ def finish(out: Path, counts: dict[str, int], tokens: int, seconds: float, resum
     errors = sum(error_kinds.values())
     summary = {"this_run": {**counts, "generated_tokens": tokens, "seconds": round(seconds, 1),
                             "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "skipped_already_done": resumed},
-               "rows_recorded": sum(s["rows"] for s in per_task.values()), "rows_kept": len(kept),
+               "rows_recorded": sum(s["rows"] for s in per_task.values()),
+               "rows_kept": sum(s["kept"] for s in per_task.values()), "distill_rows": len(kept),
                "rows_errored": errors, "errors_by_kind": error_kinds, "per_task": per_task}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(error_kinds.items())) or "none"
-    print(f"generate: {summary['rows_recorded']} rows recorded, {len(kept)} kept, {errors} errors ({kinds}) -> {out}")
+    print(f"generate: {summary['rows_recorded']} rows recorded, {summary['rows_kept']} kept ({len(kept)} distill rows, "
+          f"judging verdicts in both orders), {errors} errors ({kinds}) -> {out}")
     return summary
 
 

@@ -16,7 +16,7 @@ from s2ray.methods import direct
 from s2ray.tasks import get_task
 
 RECORD_FIELDS = ("id", "task", "status", "reason", "prompt", "target", "answer", "agreement", "valid", "samples",
-                 "votes", "generated_tokens", "prompt_tokens", "method")
+                 "votes", "generated_tokens", "prompt_tokens", "method", "swapped_prompt")
 NOT_FIELDS = ("id", "task", "label", "error")
 
 
@@ -27,7 +27,7 @@ def fields_of(row: dict[str, Any]) -> dict[str, Any]:
 def error_record(row_id: str, task: str, reason: str) -> dict[str, Any]:
     return {"id": row_id, "task": task, "status": "error", "reason": reason, "prompt": "", "target": "",
             "answer": "", "agreement": 0.0, "valid": 0, "samples": 0, "votes": "[]", "generated_tokens": 0,
-            "prompt_tokens": 0, "method": ""}
+            "prompt_tokens": 0, "method": "", "swapped_prompt": ""}
 
 
 async def sample_row(engine: Engine, cfg: Config, row: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +39,7 @@ async def sample_row(engine: Engine, cfg: Config, row: dict[str, Any]) -> dict[s
     if method is None:
         return error_record(row["id"], task.NAME, f"task {task.NAME!r} is not configured (config tasks)")
     fields = fields_of(row)
+    tau = cfg.tasks[task.NAME].agreement or gen.agreement
     sampling = Sampling(n=gen.num_samples, temperature=gen.temperature, top_p=gen.top_p, max_tokens=gen.max_tokens)
     try:
         traces = await method.run(engine, task, fields, sampling, style)
@@ -47,13 +48,13 @@ async def sample_row(engine: Engine, cfg: Config, row: dict[str, Any]) -> dict[s
             swapped = await method.run(engine, task, task.swap(fields), sampling, style)
             traces += swapped
             back = [task.unswap(t.answer) for t in swapped]
-            vote = order_swap(votes, back, gen.agreement, gen.min_valid)
+            vote = order_swap(votes, back, tau, gen.min_valid)
             votes += back
         elif gen.filter == "usc":
             vote, judge = await _usc(engine, task, fields, traces, style, gen.max_tokens)
             traces.append(judge)
         else:
-            vote = majority(votes, gen.agreement, gen.min_valid)
+            vote = majority(votes, tau, gen.min_valid)
     except ValueError as e:  # prompt too long for the context, and other per-row input problems
         return error_record(row["id"], task.NAME, str(e))
     return {
@@ -63,6 +64,9 @@ async def sample_row(engine: Engine, cfg: Config, row: dict[str, Any]) -> dict[s
         "samples": vote.total, "votes": json.dumps(votes),
         "generated_tokens": sum(t.generated_tokens for t in traces),
         "prompt_tokens": sum(t.prompt_tokens for t in traces), "method": method.NAME,
+        # the System 1 prompt with A and B swapped: its target is the kept verdict unswapped (distill set only)
+        "swapped_prompt": direct.prompt(task, task.swap(fields), style)
+        if vote.kept and gen.order_swap and gen.both_orders and hasattr(task, "swap") else "",
     }
 
 

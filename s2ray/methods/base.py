@@ -42,6 +42,7 @@ class Completion:
     prompt_tokens: int
     output_tokens: int
     logprob: float | None = None  # cumulative log-probability of the generated tokens, when asked for
+    lowest_logprob: float | None = None  # the least likely generated token's log-probability, when asked for
 
 
 class Engine(Protocol):

@@ -83,16 +83,19 @@ async def system2(engine: Engine, method: str, question: str, sampling: Sampling
 
 async def route(system1_engine: Engine, base_engine: Engine, prompt: str, question: str, sampling: Sampling,
                 style: str, router: Any, method: str, task: str | None = None) -> Answer:
-    """`router` is a RouterConfig (samples, temperature, max_tokens, min_agreement, min_mean_logprob)."""
+    """`router` is a RouterConfig (samples, temperature, max_tokens, min_agreement, min_mean_logprob,
+    min_token_logprob)."""
     module = task_module(task)
     cheap = Sampling(n=router.samples, temperature=router.temperature, top_p=sampling.top_p,
                      max_tokens=min(router.max_tokens, sampling.max_tokens), logprobs=0)
     samples = await system1_engine.generate(prompt, cheap)
     verdict = decide([module.extract(c.text) for c in samples], [c.logprob for c in samples],
-                     [c.output_tokens for c in samples], router.min_agreement, router.min_mean_logprob)
+                     [c.output_tokens for c in samples], router.min_agreement, router.min_mean_logprob,
+                     [c.lowest_logprob for c in samples], router.min_token_logprob)
     spent = sum(c.output_tokens for c in samples)
     info = {"escalated": verdict.escalate, "reason": verdict.reason, "agreement": round(verdict.agreement, 3),
             "mean_logprob": None if verdict.mean_logprob is None else round(verdict.mean_logprob, 4),
+            "lowest_logprob": None if verdict.lowest_logprob is None else round(verdict.lowest_logprob, 4),
             "system1_answer": verdict.answer, "system1_tokens": spent}
     if not verdict.escalate:
         return Answer([samples[verdict.index].text], samples[0].prompt_tokens, spent,

@@ -37,11 +37,16 @@ def test_generate_records_votes_filters_and_errors(tmp_path, toy_model):
 
     distill = [json.loads(line) for line in open(out / "distill.jsonl")]
     assert distill and all(set(d) == {"id", "task", "prompt", "target"} for d in distill)
-    assert {d["id"] for d in distill} == {r["id"] for r in records if r["status"] == "kept"}
+    kept = {r["id"]: r for r in records if r["status"] == "kept"}
+    swapped = {d["id"].removesuffix("#swapped"): d for d in distill if d["id"].endswith("#swapped")}
+    assert {d["id"] for d in distill if not d["id"].endswith("#swapped")} == set(kept)
+    assert set(swapped) == {i for i, r in kept.items() if r["task"] == "pair_judge"}  # judging verdicts: both orders
+    assert all(d["target"] == {"A": "B", "B": "A"}[kept[i]["target"]] for i, d in swapped.items())
     assert all(not d["prompt"].startswith(("rephrase", "step by step", "branch", "rewrite")) for d in distill)
     import pyarrow.parquet as pq
     assert pq.read_table(out / "distill.parquet").num_rows == len(distill)
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_kept"] == len(kept) and summary["distill_rows"] == len(distill)
     assert summary["rows_recorded"] == len(valid) and summary["rows_errored"] == len(bad)
     assert summary["errors_by_kind"] == {"missing_field": 1, "empty_field": 1, "wrong_type": 1, "too_long": 1,
                                          "invalid_utf8": 1}

@@ -43,6 +43,10 @@ def test_judging_rows_use_order_swap():
         return "winner A" if "A: x" in p else "winner B"
     kept = sample(row, fair)
     assert kept["status"] == "kept" and kept["target"] == "A" and len(json.loads(kept["votes"])) == 8
+    # the kept verdict also enters the distill set in the other order: B is x there
+    assert kept["swapped_prompt"] == "judge. q: q? A: y B: x" and biased["swapped_prompt"] == ""
+    plain = load_config("local-cpu", ["generate.num_samples=4", "generate.min_valid=2", "generate.both_orders=false"])
+    assert asyncio.run(sample_row(ScriptedEngine(fair), plain, row))["swapped_prompt"] == ""
 
 
 def test_error_rows_and_too_long_prompts_become_error_records():
@@ -84,3 +88,20 @@ def test_error_kinds_for_the_summary():
     assert error_kind("in.jsonl:6: field 'expression' is empty") == "empty_field"
     assert error_kind("prompt is 900 tokens; the context holds 512") == "too_long"
     assert error_kind("something else") == "other"
+
+
+def test_distill_set_holds_judging_verdicts_in_both_orders(tmp_path):
+    from s2ray.generate import finish
+    from s2ray.sampling import error_record
+
+    judged = {**error_record("j", "pair_judge", ""), "status": "kept", "reason": "kept", "prompt": "judge. q: q? A: x B: y",
+              "target": "A", "swapped_prompt": "judge. q: q? A: y B: x"}
+    word = {**error_record("w", "last_letter", ""), "status": "kept", "reason": "kept", "prompt": "last letters: ab",
+            "target": "b"}
+    dropped = {**error_record("d", "pair_judge", ""), "status": "dropped", "reason": "order-swap inconsistent"}
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (judged, word, dropped)))
+    summary = finish(tmp_path, {"kept": 2, "dropped": 1, "error": 0, "duplicate": 0}, 0, 1.0, resumed=0)
+    distill = [json.loads(line) for line in open(tmp_path / "distill.jsonl")]
+    assert {d["id"]: (d["prompt"], d["target"]) for d in distill} == {
+        "j": ("judge. q: q? A: x B: y", "A"), "j#swapped": ("judge. q: q? A: y B: x", "B"), "w": ("last letters: ab", "b")}
+    assert summary["rows_kept"] == 2 and summary["distill_rows"] == 3

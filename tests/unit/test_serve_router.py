@@ -35,6 +35,16 @@ def test_low_logprob_escalates_even_when_samples_agree():
     assert not decide(["a", "a"], [-1.0, -1.0], [2, 2], 0.5, min_mean_logprob=-1.0).escalate
 
 
+def test_one_unsure_token_escalates_where_the_mean_does_not():
+    # one greedy sample of 5 tokens: four sure, one at -1.2 -> mean -0.24, lowest -1.2
+    d = decide(["rlenr"], [-1.2], [5], 1.0, min_mean_logprob=-0.5, lowest=[-1.2], min_token_logprob=-1.0)
+    assert d.escalate and d.lowest_logprob == -1.2 and "token" in d.reason
+    assert not decide(["rlenr"], [-1.2], [5], 1.0, min_mean_logprob=-0.5, lowest=[-1.2]).escalate
+    # the lowest is taken over the majority samples only
+    d = decide(["a", "a", "b"], [None] * 3, [1] * 3, 0.5, lowest=[-0.1, -0.2, -9.0], min_token_logprob=-1.0)
+    assert d.lowest_logprob == -0.2 and not d.escalate
+
+
 def test_ties_go_to_the_answer_seen_first():
     assert decide(["b", "a", "a", "b"], [None] * 4, [1] * 4, 0.0).answer == "b"
 
