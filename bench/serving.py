@@ -111,7 +111,7 @@ def calibrate(router: list[dict], system2: list[dict], best_accuracy: float) -> 
     table = []
     for agreement in (0.0, 0.5, 0.75, 1.0):
         for mean in (None, -0.02, -0.05, -0.1, -0.2, -0.5):
-            for token in (None, -0.05, -0.1, -0.25, -0.5, -1.0, -2.0):
+            for token in (None, -0.05, -0.1, -0.2, -0.25, -0.3, -0.4, -0.5, -0.75, -1.0, -2.0):
                 correct = tokens = escalated = 0
                 for r in rows:
                     unsure = r["agreement"] < agreement or below(r["mean_logprob"], mean) or \

@@ -224,8 +224,8 @@ def finish(out: Path, counts: dict[str, int], tokens: int, seconds: float, resum
                "rows_errored": errors, "errors_by_kind": error_kinds, "per_task": per_task}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(error_kinds.items())) or "none"
-    print(f"generate: {summary['rows_recorded']} rows recorded, {summary['rows_kept']} kept ({len(kept)} distill rows, "
-          f"judging verdicts in both orders), {errors} errors ({kinds}) -> {out}")
+    print(f"generate: {summary['rows_recorded']} rows recorded, {summary['rows_kept']} kept ({len(kept)} distill "
+          f"rows), {errors} errors ({kinds}) -> {out}")
     return summary
 
 

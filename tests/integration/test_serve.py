@@ -48,9 +48,11 @@ def server(toy_model):
     if ray.is_initialized():
         ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False)
-    # min_agreement 1.0: any disagreement among the k System 1 samples escalates (both router paths get used)
+    # 4 samples at 0.7 and min_agreement 1.0: any disagreement among them escalates (both router paths get used;
+    # the profile's one-greedy-sample log-probability rule is unit-tested and measured by bench/serving.py)
     cfg = load_config("local-cpu", [f"serve.port={free_port()}", f"serve.api_key_env={KEY_ENV}",
-                                    "serve.router.min_agreement=1.0"])
+                                    "serve.router.samples=4", "serve.router.temperature=0.7",
+                                    "serve.router.min_agreement=1.0", "serve.router.min_token_logprob=null"])
     try:
         url = run_app(cfg, blocking=False)
         yield SimpleNamespace(url=url, key=key, cfg=cfg, root=url.removesuffix("/v1"))
