@@ -97,44 +97,68 @@ async def run_phase(client, system: str, jobs: list[dict], concurrency: int, tim
     return summary, records
 
 
-def calibrate(router: list[dict], system2: list[dict], best_accuracy: float) -> dict:
+def _below(value, threshold):
+    return threshold is not None and value is not None and value < threshold
+
+
+def replay(rows: list[dict], deep: dict[str, dict], agreement: float, mean: float | None, token: float | None,
+           straight: frozenset = frozenset()) -> tuple[int, int, int]:
+    """(correct, generated tokens, escalated) of the router's decision replayed on recorded System 1 samples and
+    System 2 answers; tasks in `straight` go to System 2 without a System 1 sample."""
+    correct = tokens = escalated = 0
+    for r in rows:
+        skip = r["task"] in straight
+        unsure = skip or r["agreement"] < agreement or _below(r["mean_logprob"], mean) or \
+            _below(r["lowest_logprob"], token) or r["agreement"] == 0  # 0: every sample abstained
+        correct += deep[r["id"]]["correct"] if unsure else r["system1_correct"]
+        tokens += (0 if skip else r["system1_tokens"]) + (deep[r["id"]]["tokens"] if unsure else 0)
+        escalated += unsure
+    return correct, tokens, escalated
+
+
+def calibrate(router: list[dict], system2: list[dict], best_accuracy: float, settings) -> dict:
     """Replay the router's decision offline at other thresholds, on the same System 1 samples and System 2 answers:
     accuracy and generated tokens per (min_agreement, min_mean_logprob, min_token_logprob), to choose serve.router
-    settings; `best` is the cheapest setting within 1 point of the best single system (None if none is)."""
+    settings; `best` is the cheapest setting within 1 point of the best single system (None if none is).
+    `per_task`: at the configured thresholds (`settings`, a RouterConfig), each task routed vs sent straight to
+    System 2; `system2_tasks` suggests the tasks where going straight is at least as accurate and cheaper."""
     deep = {r["id"]: r for r in system2 if r["status"] == 200}
     rows = [r for r in router if r["status"] == 200 and r["id"] in deep]
     s2_tokens = sum(deep[r["id"]]["tokens"] for r in rows) or 1
 
-    def below(value, threshold):
-        return threshold is not None and value is not None and value < threshold
+    def entry(correct, tokens, escalated, n):
+        return {"accuracy": round(correct / max(1, n), 4), "tokens_vs_system2": round(tokens / s2_tokens, 4),
+                "escalation_rate": round(escalated / max(1, n), 4)}
 
     table = []
     for agreement in (0.0, 0.5, 0.75, 1.0):
         for mean in (None, -0.02, -0.05, -0.1, -0.2, -0.5):
             for token in (None, -0.05, -0.1, -0.2, -0.25, -0.3, -0.4, -0.5, -0.75, -1.0, -2.0):
-                correct = tokens = escalated = 0
-                for r in rows:
-                    unsure = r["agreement"] < agreement or below(r["mean_logprob"], mean) or \
-                        below(r["lowest_logprob"], token) or r["agreement"] == 0  # 0: every sample abstained
-                    correct += deep[r["id"]]["correct"] if unsure else r["system1_correct"]
-                    tokens += r["system1_tokens"] + (deep[r["id"]]["tokens"] if unsure else 0)
-                    escalated += unsure
                 table.append({"min_agreement": agreement, "min_mean_logprob": mean, "min_token_logprob": token,
-                              "accuracy": round(correct / max(1, len(rows)), 4),
-                              "tokens_vs_system2": round(tokens / s2_tokens, 4),
-                              "escalation_rate": round(escalated / max(1, len(rows)), 4)})
+                              **entry(*replay(rows, deep, agreement, mean, token), len(rows))})
     good = [t for t in table if t["accuracy"] >= best_accuracy - 0.01]
-    return {"best": min(good, key=lambda t: t["tokens_vs_system2"], default=None), "table": table}
+    configured = (settings.min_agreement, settings.min_mean_logprob, settings.min_token_logprob)
+    per_task, suggested = {}, []
+    for task in sorted({r["task"] for r in rows}):
+        mine = [r for r in rows if r["task"] == task]
+        routed = entry(*replay(mine, deep, *configured), len(mine))
+        straight = entry(*replay(mine, deep, *configured, frozenset([task])), len(mine))
+        per_task[task] = {"routed": routed, "straight_to_system2": straight}
+        if straight["accuracy"] >= routed["accuracy"] and straight["tokens_vs_system2"] < routed["tokens_vs_system2"]:
+            suggested.append(task)
+    return {"best": min(good, key=lambda t: t["tokens_vs_system2"], default=None), "table": table,
+            "per_task": per_task, "system2_tasks": suggested}
 
 
-async def bench(url: str, api_key: str, cfg, tasks: list[str], rows: int, concurrency: int, timeout: float) -> dict:
+async def bench(url: str, api_key: str, cfg, tasks: list[str], rows: int, concurrency: int, timeout: float,
+                seed: int) -> dict:
     import httpx
     import openai
 
     client = openai.AsyncOpenAI(base_url=url, api_key=api_key, max_retries=0,
                                 http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency * 2)))
     per_task = -(-rows // len(tasks))
-    examples = [r for name in tasks for r in make_rows(get_task(name), "test", per_task, cfg.eval.seed + 1)]
+    examples = [r for name in tasks for r in make_rows(get_task(name), "test", per_task, seed)]
     examples = sorted(examples, key=lambda r: r["id"])[:rows]  # interleaved tasks, fixed order
     fields = {r["id"]: {k: v for k, v in r.items() if k not in ("id", "task", "label")} for r in examples}
     style = cfg.prompt_style
@@ -152,7 +176,7 @@ async def bench(url: str, api_key: str, cfg, tasks: list[str], rows: int, concur
         print(f"{system}: {json.dumps(results[system])}", flush=True)
     await client.close()
     best = max(results["system1"]["accuracy"], results["system2"]["accuracy"])
-    return results, calibrate(records["router"], records["system2"], best)
+    return results, records, calibrate(records["router"], records["system2"], best, cfg.serve.router)
 
 
 def main() -> int:
@@ -163,6 +187,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--tasks", default=None, help="comma-separated tasks (default: all of the profile's)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per request")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the held-out rows (default eval.seed + 1; "
+                        "calibrate thresholds on another seed than the one you report)")
+    parser.add_argument("--records", default=None, help="write every request's record here (JSONL), to replay")
     parser.add_argument("--out", default=None, help="write the JSON result here")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
@@ -184,8 +211,9 @@ def main() -> int:
         start = time.perf_counter()
         url = run_app(cfg, args.model, blocking=False)
         ready_s = time.perf_counter() - start
-        systems, calibration = asyncio.run(bench(url, api_key, cfg, tasks, args.rows, args.concurrency,
-                                                 args.timeout))
+        seed = cfg.eval.seed + 1 if args.seed is None else args.seed
+        systems, records, calibration = asyncio.run(bench(url, api_key, cfg, tasks, args.rows, args.concurrency,
+                                                          args.timeout, seed))
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -193,7 +221,7 @@ def main() -> int:
     s1, s2, router = systems["system1"], systems["system2"], systems["router"]
     best = max(s1["accuracy"], s2["accuracy"])
     result = {
-        "profile": cfg.name, "model": args.model or cfg.serve.model or "base", "tasks": tasks,
+        "profile": cfg.name, "model": args.model or cfg.serve.model or "base", "tasks": tasks, "row_seed": seed,
         "requests": sum(s["requests"] for s in systems.values()), "concurrency": args.concurrency,
         "ready_s": round(ready_s, 1),
         "errors_5xx": sum(s["errors_5xx"] for s in systems.values()),
@@ -213,6 +241,9 @@ def main() -> int:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+    if args.records:
+        with open(args.records, "w") as f:
+            f.writelines(json.dumps({"system": system, **r}) + "\n" for system, rs in records.items() for r in rs)
     return 0
 
 

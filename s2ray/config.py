@@ -245,12 +245,22 @@ class RouterConfig(Strict):
                                            "per-token log-probability is below; null = agreement only.")
     min_token_logprob: float | None = Field(None, le=0, description="Escalate when the majority samples' least "
                                             "likely token's log-probability is below; null = not used.")
+    system2_tasks: list[str] = Field(default_factory=list, description="Tasks (the request's `task`) that go "
+                                     "straight to System 2, no System 1 sample: ones System 1 has not learned.")
 
     @field_validator("method")
     @classmethod
     def _method(cls, v: str) -> str:
         if _known_method(v) == "direct":
             raise ValueError("must be a System 2 method, not 'direct'")
+        return v
+
+    @field_validator("system2_tasks")
+    @classmethod
+    def _system2_tasks(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in TASKS:
+                raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
         return v
 
 

@@ -84,8 +84,14 @@ async def system2(engine: Engine, method: str, question: str, sampling: Sampling
 async def route(system1_engine: Engine, base_engine: Engine, prompt: str, question: str, sampling: Sampling,
                 style: str, router: Any, method: str, task: str | None = None) -> Answer:
     """`router` is a RouterConfig (samples, temperature, max_tokens, min_agreement, min_mean_logprob,
-    min_token_logprob)."""
+    min_token_logprob, system2_tasks)."""
     module = task_module(task)
+    if task is not None and task in router.system2_tasks:  # System 1 has not learned this task: don't sample it
+        deep = await system2(base_engine, method, question, replace(sampling, n=1), style, task)
+        info = {"escalated": True, "reason": f"task {task!r} goes straight to System 2 (serve.router.system2_tasks)",
+                "agreement": 0.0, "mean_logprob": None, "lowest_logprob": None, "system1_answer": None,
+                "system1_tokens": 0}
+        return replace(deep, info={**info, **deep.info})
     cheap = Sampling(n=router.samples, temperature=router.temperature, top_p=sampling.top_p,
                      max_tokens=min(router.max_tokens, sampling.max_tokens), logprobs=0)
     samples = await system1_engine.generate(prompt, cheap)

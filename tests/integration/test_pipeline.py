@@ -1,5 +1,6 @@
 """`s2ray run` end to end on a small toy workload (real Ray Data + vLLM, Ray Train + DeepSpeed, eval), stage reuse
-on rerun, and the leakage guard: gold labels in the distillation inputs cannot change the distill set.
+on rerun, and the leakage guard: gold labels in the distillation inputs cannot change the distill set or the model
+trained on it.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from s2ray.tasks import TASKS, make_rows
 
@@ -36,8 +38,15 @@ def test_run_all_stages_then_rerun_reuses_them(tmp_path, toy_model):
     assert json.loads((out / "report.json").read_text())["tasks"] == report["tasks"]
 
 
-def test_gold_labels_cannot_reach_the_distill_set(tmp_path, toy_model):
-    """Same inputs with right labels, wrong labels and no labels -> byte-identical distill sets (greedy sampling)."""
+def model_tensors(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_gold_labels_cannot_reach_the_distill_set_or_the_model(tmp_path, toy_model):
+    """Same inputs with right labels, wrong labels and no labels -> byte-identical distill sets (greedy sampling);
+    the models trained on the right-label and wrong-label runs' outputs are identical, tensor for tensor."""
     rows = [r for name in ("last_letter", "pair_judge") for r in make_rows(TASKS[name], "unlabelled", 16, seed=3)]
     variants = {
         "right": rows,
@@ -54,3 +63,15 @@ def test_gold_labels_cannot_reach_the_distill_set(tmp_path, toy_model):
         distill[name] = (tmp_path / name / "distill.jsonl").read_bytes()
     assert distill["right"], "greedy generation kept nothing: the guard would be vacuous"
     assert distill["right"] == distill["wrong"] == distill["none"]
+
+    # one worker: its shard is the whole distill set in file order, so training is deterministic given the data
+    models = {}
+    for name in ("right", "wrong"):
+        cli("train", "--data", str(tmp_path / name / "distill.jsonl"), "--out", str(tmp_path / f"train-{name}"),
+            "train.num_workers=1", "train.max_steps=4", "train.warmup_steps=1", "train.checkpoint_every=4",
+            "train.replay_fraction=0")
+        models[name] = model_tensors(tmp_path / f"train-{name}" / "model")
+    base = model_tensors(Path(toy_model))
+    assert any(k not in base or not base[k].equal(v) for k, v in models["right"].items()), "training changed nothing"
+    assert models["right"].keys() == models["wrong"].keys()
+    assert all(models["right"][k].equal(models["wrong"][k]) for k in models["right"])

@@ -169,6 +169,20 @@ def test_router_uses_system1_when_sure_and_system2_otherwise(server):
     assert any(decisions) and not all(decisions), decisions  # both paths were exercised
 
 
+def test_router_sends_system2_tasks_straight_to_system2(server):
+    assert server.cfg.serve.router.system2_tasks == ["arithmetic"]  # the toy profile: CoT does not distill
+    c = client(server)
+    question = "compute: 7+5-3+8"
+    r = c.chat.completions.create(model="router", messages=[{"role": "user", "content": question}],
+                                  extra_body={"task": "arithmetic"})
+    deep = c.chat.completions.create(model="system2/cot", messages=[{"role": "user", "content": question}],
+                                     extra_body={"task": "arithmetic"})
+    info = r.model_extra["s2ray"]
+    assert info["escalated"] and "system2_tasks" in info["reason"] and info["system1_tokens"] == 0
+    assert r.choices[0].message.content == deep.choices[0].message.content
+    assert r.usage.completion_tokens == deep.usage.completion_tokens
+
+
 def test_router_streams_its_answer(server):
     c = client(server)
     r = c.completions.create(model="router", prompt=LAST_LETTERS, extra_body={"task": "last_letter"})

@@ -84,6 +84,27 @@ def test_router_escalates_to_the_system2_program_when_unsure():
     assert answer.completion_tokens == 6 + 10  # System 1 samples ("e r e" is 3 words) + the System 2 step
 
 
+def test_tasks_listed_in_system2_tasks_skip_system1():
+    router = ROUTER.model_copy(update={"system2_tasks": ["last_letter"]})
+    s1 = LogprobEngine(lambda p, i: "er")
+    s2 = ScriptedEngine(lambda p, i: "rephrased: join. apple e, river r, stone e. answer: ere")
+    answer = asyncio.run(systems.route(s1, s2, QUESTION, QUESTION, Sampling(max_tokens=64), "toy", router, "rar1",
+                                       "last_letter"))
+    assert s1.calls == [] and answer.texts == ["ere"] and answer.completion_tokens == 10
+    assert answer.info["escalated"] and "system2_tasks" in answer.info["reason"] and answer.info["method"] == "rar1"
+    # other tasks, and requests naming no task, still try System 1 first
+    for task in ("coin_flip", None):
+        s1 = LogprobEngine(lambda p, i: "yes")
+        answer = asyncio.run(systems.route(s1, s2, QUESTION, QUESTION, Sampling(max_tokens=64), "toy", router,
+                                           "rar1", task))
+        assert not answer.info["escalated"] and len(s1.calls) == 1 and answer.texts == ["yes"]
+
+
+def test_system2_tasks_must_be_known_tasks():
+    with pytest.raises(ValueError, match="unknown task 'sums'"):
+        RouterConfig(system2_tasks=["sums"])
+
+
 def test_system2_free_text_answers_with_the_normalised_final_segment():
     engine = ScriptedEngine(lambda p, i: "steps. Answer: The Answer Is 9.\nmore")
     answer = asyncio.run(systems.system2(engine, "cot", "compute: 2+3+4", Sampling(n=2), "toy"))
