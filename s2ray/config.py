@@ -100,6 +100,8 @@ class TaskConfig(Strict):
     test_file: str | None = Field(None, description="Labelled JSONL of held-out rows; null = generate toy rows.")
     agreement: float | None = Field(None, gt=0, le=1, description="tau for this task's vote; null = "
                                     "generate.agreement (pick it from the kept/precision table per tau).")
+    rows_weight: float = Field(1.0, gt=0, description="This task's toy rows are generate.rows_per_task times "
+                               "this (more for tasks whose System 1 needs more examples to learn).")
 
     @field_validator("method")
     @classmethod

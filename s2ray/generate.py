@@ -97,8 +97,9 @@ def toy_inputs(cfg: Config, out: Path) -> Path:
     if not path.exists():
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w") as f:
-            for name in cfg.tasks:
-                for row in make_rows(get_task(name), "unlabelled", cfg.generate.rows_per_task, cfg.generate.seed):
+            for name, spec in cfg.tasks.items():
+                rows = round(cfg.generate.rows_per_task * spec.rows_weight)
+                for row in make_rows(get_task(name), "unlabelled", rows, cfg.generate.seed):
                     row.pop("label")
                     f.write(json.dumps(row) + "\n")
         tmp.replace(path)

@@ -105,3 +105,13 @@ def test_distill_set_holds_judging_verdicts_in_both_orders(tmp_path):
     assert {d["id"]: (d["prompt"], d["target"]) for d in distill} == {
         "j": ("judge. q: q? A: x B: y", "A"), "j#swapped": ("judge. q: q? A: y B: x", "B"), "w": ("last letters: ab", "b")}
     assert summary["rows_kept"] == 2 and summary["distill_rows"] == 3
+
+
+def test_toy_inputs_follow_each_tasks_rows_weight_and_carry_no_labels(tmp_path):
+    from s2ray.generate import toy_inputs
+
+    cfg = load_config("local-cpu", ["generate.rows_per_task=10", "tasks.pair_judge.rows_weight=1.5"])
+    rows = [json.loads(line) for line in open(toy_inputs(cfg, tmp_path))]
+    counts = {name: sum(r["task"] == name for r in rows) for name in cfg.tasks}
+    assert counts == {name: 15 if name == "pair_judge" else 10 for name in cfg.tasks}
+    assert not any("label" in r for r in rows)
