@@ -110,8 +110,9 @@ def test_distill_set_holds_judging_verdicts_in_both_orders(tmp_path):
 def test_toy_inputs_follow_each_tasks_rows_weight_and_carry_no_labels(tmp_path):
     from s2ray.generate import toy_inputs
 
-    cfg = load_config("local-cpu", ["generate.rows_per_task=10", "tasks.pair_judge.rows_weight=1.5"])
+    cfg = load_config("local-cpu", ["generate.rows_per_task=10", "tasks.pair_judge.rows_weight=2.0",
+                                    "tasks.opinion_qa.rows_weight=1.0"])
     rows = [json.loads(line) for line in open(toy_inputs(cfg, tmp_path))]
     counts = {name: sum(r["task"] == name for r in rows) for name in cfg.tasks}
-    assert counts == {name: 15 if name == "pair_judge" else 10 for name in cfg.tasks}
+    assert counts == {name: 20 if name == "pair_judge" else 10 for name in cfg.tasks}
     assert not any("label" in r for r in rows)

@@ -77,7 +77,7 @@ def test_zero3_with_param_offload_and_lora_settings():
     ("train.precision=bf16", "train.precision"),
     ("train.zero_stage=1", "train.zero_stage"),
     ("train.replay_fraction=1.0", "train.replay_fraction"),
-    ("train.warmup_steps=400", "train.warmup_steps"),
+    ("train.warmup_steps=700", "train.warmup_steps"),
     ("train.block_size=1024", "train.block_size"),
     ("train.lora.target_modules=[]", "train.lora.target_modules"),
     ("train.micro_batch_size=0", "train.micro_batch_size"),
