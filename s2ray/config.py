@@ -261,8 +261,7 @@ class RouterConfig(Strict):
     @classmethod
     def _system2_tasks(cls, v: list[str]) -> list[str]:
         for name in v:
-            if name not in TASKS:
-                raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+            _known_task(name)
         return v
 
 

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from s2ray.methods import Engine, Sampling, get_method
-from s2ray.serve.router import decide
+from s2ray.serve.router import Decision, decide
 from s2ray.tasks import TASKS
 from s2ray.tasks.common import final_segment
 
@@ -86,18 +86,17 @@ async def route(system1_engine: Engine, base_engine: Engine, prompt: str, questi
     """`router` is a RouterConfig (samples, temperature, max_tokens, min_agreement, min_mean_logprob,
     min_token_logprob, system2_tasks)."""
     module = task_module(task)
-    if task is not None and task in router.system2_tasks:  # System 1 has not learned this task: don't sample it
-        deep = await system2(base_engine, method, question, replace(sampling, n=1), style, task)
-        info = {"escalated": True, "reason": f"task {task!r} goes straight to System 2 (serve.router.system2_tasks)",
-                "agreement": 0.0, "mean_logprob": None, "lowest_logprob": None, "system1_answer": None,
-                "system1_tokens": 0}
-        return replace(deep, info={**info, **deep.info})
     cheap = Sampling(n=router.samples, temperature=router.temperature, top_p=sampling.top_p,
                      max_tokens=min(router.max_tokens, sampling.max_tokens), logprobs=0)
-    samples = await system1_engine.generate(prompt, cheap)
-    verdict = decide([module.extract(c.text) for c in samples], [c.logprob for c in samples],
-                     [c.output_tokens for c in samples], router.min_agreement, router.min_mean_logprob,
-                     [c.lowest_logprob for c in samples], router.min_token_logprob)
+    if task in router.system2_tasks:  # System 1 has not learned this task: spend no System 1 sample on it
+        samples = []
+        verdict = Decision(None, None, 0.0, None, None, True,
+                           f"task {task!r} goes straight to System 2 (serve.router.system2_tasks)")
+    else:
+        samples = await system1_engine.generate(prompt, cheap)
+        verdict = decide([module.extract(c.text) for c in samples], [c.logprob for c in samples],
+                         [c.output_tokens for c in samples], router.min_agreement, router.min_mean_logprob,
+                         [c.lowest_logprob for c in samples], router.min_token_logprob)
     spent = sum(c.output_tokens for c in samples)
     info = {"escalated": verdict.escalate, "reason": verdict.reason, "agreement": round(verdict.agreement, 3),
             "mean_logprob": None if verdict.mean_logprob is None else round(verdict.mean_logprob, 4),
@@ -107,5 +106,6 @@ async def route(system1_engine: Engine, base_engine: Engine, prompt: str, questi
         return Answer([samples[verdict.index].text], samples[0].prompt_tokens, spent,
                       [_finish(samples[verdict.index].output_tokens, cheap.max_tokens)], info)
     deep = await system2(base_engine, method, question, replace(sampling, n=1), style, task)
-    return Answer(deep.texts, samples[0].prompt_tokens + deep.prompt_tokens, spent + deep.completion_tokens,
+    system1_prompt_tokens = samples[0].prompt_tokens if samples else 0
+    return Answer(deep.texts, system1_prompt_tokens + deep.prompt_tokens, spent + deep.completion_tokens,
                   deep.finish_reasons, {**info, **deep.info})
