@@ -237,11 +237,13 @@ def vllm_params(cfg, sampling, prompt_len: int):
 
 
 def engine_kwargs(cfg) -> dict[str, Any]:
+    """cfg.engine as vLLM engine arguments, for the baselines; its environment (engine_env) is set for all."""
     e = cfg.engine
     return dict(seed=e.seed, max_model_len=e.max_model_len, dtype=e.dtype, tensor_parallel_size=e.tensor_parallel_size,
                 gpu_memory_utilization=e.gpu_memory_utilization, kv_cache_memory_bytes=e.kv_cache_memory_bytes,
                 max_num_seqs=e.max_num_seqs, enable_prefix_caching=e.enable_prefix_caching,
-                enforce_eager=e.enforce_eager, trust_remote_code=e.trust_remote_code, disable_log_stats=True)
+                enforce_eager=e.enforce_eager, trust_remote_code=e.trust_remote_code, disable_log_stats=True,
+                distributed_executor_backend=None if e.executor == "auto" else e.executor)
 
 
 def run_raw_vllm(cfg, model: str, rows: list[dict], sampling, run_step_sync: bool, run_raw: bool) -> dict[str, dict]:
@@ -535,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     from s2ray.config import load_config
+    from s2ray.engine import engine_env
     from s2ray.methods import Sampling
     from s2ray.toy.build import ensure_toy_model
 
@@ -550,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
                                           f"generate.min_valid={min(args.k, base.generate.min_valid)}",
                                           f"generate.temperature={temperature}", f"generate.max_tokens={max_tokens}"])
     model = str(ensure_toy_model(cfg) if cfg.model == "toy" else cfg.model)
+    os.environ.update(engine_env(cfg.engine))  # (a) and (d) run their engines in this process
     rows = bench_rows(args.rows, args.seed)
     sampling = Sampling(n=args.k, temperature=temperature, top_p=cfg.generate.top_p, max_tokens=max_tokens)
     print(f"generation bench: {len(rows)} rows ({', '.join(TASKS)}), k={args.k}, temperature={temperature}, "
@@ -578,7 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only & {"b", "c", "e"}:
         import ray
 
-        runtime_env = {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": os.environ["VLLM_CPU_OMP_THREADS_BIND"]}}
+        # every system's engines run with the same settings, ray.data.llm's included
+        runtime_env = {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": os.environ["VLLM_CPU_OMP_THREADS_BIND"],
+                                    **engine_env(cfg.engine)}}
         todo = [("b", "s2ray")] if args.s2ray_input in ("file", "both") else []
         todo += [("b", "s2ray_split")] if args.s2ray_input in ("split", "both") else []
         for key, name in [*todo, ("c", "ray_data_llm"), ("e", "s2ray_rar2"), ("e", "ray_data_llm_rar2")]:

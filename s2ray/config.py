@@ -85,6 +85,11 @@ class EngineConfig(Strict):
     enable_prefix_caching: bool = Field(True, description="Share prefill across samples and steps of a prompt.")
     enforce_eager: bool = Field(True, description="Skip graph capture (CUDA graphs / compile); true on CPU.")
     trust_remote_code: bool = Field(False, description="Run model code from the checkpoint; off unless you trust it.")
+    executor: Literal["auto", "mp", "uni"] = Field(
+        "auto", description="auto: vLLM's choice (on CPU: mp); mp: the model runs in worker processes of its own; "
+        "uni: in the engine core process, saving a worker that busy-polls between steps (faster on few CPU cores).")
+    cpu_threads: int | None = Field(None, gt=0, description="CPU engines: OpenMP threads of the model process "
+                                    "(null = vLLM's default, one per core); 1 suits tiny models on shared cores.")
 
     @field_validator("dtype")
     @classmethod
@@ -93,6 +98,13 @@ class EngineConfig(Strict):
         if v not in allowed:
             raise ValueError(f"must be one of {', '.join(allowed)}")
         return v
+
+    @model_validator(mode="after")
+    def _executor(self) -> EngineConfig:
+        if self.executor == "uni" and self.tensor_parallel_size != 1:
+            raise ValueError(f"executor: 'uni' runs one model process; tensor_parallel_size is "
+                             f"{self.tensor_parallel_size} (use 'mp')")
+        return self
 
 
 class TaskConfig(Strict):
@@ -272,6 +284,10 @@ class ServeConfig(Strict):
     system1_name: str = Field("system1", description="Model name of the System 1 model in the OpenAI API.")
     host: str = Field("127.0.0.1", description="HTTP bind address (0.0.0.0 only behind an auth proxy or API key).")
     port: int = Field(8000, gt=0, lt=65536, description="HTTP port.")
+    ingress: Literal["proxy", "haproxy"] = Field(
+        "proxy", description="proxy: Ray Serve's Python HTTP proxy forwards each request to a replica; haproxy: "
+        "HAProxy on `port` forwards to the ingress replicas, which take HTTP themselves (Serve direct ingress). "
+        "haproxy needs Ray started with its flags (s2ray.serve.ingress; `s2ray serve` sets them when it starts Ray).")
     api_key_env: str | None = Field(None, description="NAME of the environment variable holding the API key; "
                                     "null = no key required.")
     max_body_bytes: int = Field(1_000_000, gt=0, description="Larger request bodies get 413.")

@@ -7,6 +7,7 @@ model differ only in config.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from pathlib import Path
@@ -15,11 +16,22 @@ from s2ray.config import EngineConfig
 from s2ray.methods.base import Completion, PromptTooLong, Sampling
 
 
+def engine_env(cfg: EngineConfig) -> dict[str, str]:
+    """Environment the engine's processes read when they start, for `engine.executor` and `engine.cpu_threads`."""
+    env = {}
+    if cfg.cpu_threads is not None:  # OpenMP threads of the model process
+        env["OMP_NUM_THREADS"] = str(cfg.cpu_threads)
+    if cfg.executor == "uni":  # vLLM's CPU platform swaps 'uni' for 'mp' unless this is 0; AsyncLLM still runs its
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in a process of its own (the sync LLM does not)
+    return env
+
+
 class VLLMEngine:
     """vLLM's AsyncLLM with the model's chat template; `generate` returns `sampling.n` completions."""
 
     def __init__(self, model: str | Path, cfg: EngineConfig):
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # several engines must not share core 0
+        os.environ.update(engine_env(cfg))
         from transformers import AutoTokenizer
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -31,8 +43,14 @@ class VLLMEngine:
             tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.gpu_memory_utilization,
             kv_cache_memory_bytes=cfg.kv_cache_memory_bytes, max_num_seqs=cfg.max_num_seqs,
             enable_prefix_caching=cfg.enable_prefix_caching, enforce_eager=cfg.enforce_eager,
-            trust_remote_code=cfg.trust_remote_code, disable_log_stats=True)
+            trust_remote_code=cfg.trust_remote_code, disable_log_stats=True,
+            distributed_executor_backend=None if cfg.executor == "auto" else cfg.executor)
         self.llm = AsyncLLM.from_engine_args(args)
+        self._prefix, self._count = uuid.uuid4().hex[:12], itertools.count()
+
+    def request_id(self) -> str:
+        """Unique per engine without a uuid4 (an os.urandom call) per request: measurable on the System 1 path."""
+        return f"{self._prefix}-{next(self._count)}"
 
     def prompt_ids(self, prompt: str) -> list[int]:
         ids = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
@@ -56,7 +74,7 @@ class VLLMEngine:
             raise PromptTooLong(f"prompt is {len(ids)} tokens; the context holds {self.cfg.max_model_len}")
         final = None
         async for out in self.llm.generate(TokensPrompt(prompt_token_ids=ids), self.sampling_params(sampling, room),
-                                           request_id=uuid.uuid4().hex):
+                                           request_id=self.request_id()):
             final = out
         assert final is not None, "vLLM returned no output"
         return [Completion(text=o.text, prompt_tokens=len(ids), output_tokens=len(o.token_ids),

@@ -29,6 +29,7 @@ from ray import serve
 from s2ray.config import Config, EngineConfig, ReplicaConfig, format_errors, load_config
 from s2ray.methods.base import PromptTooLong, Sampling
 from s2ray.serve import protocol, systems
+from s2ray.serve.ingress import check_ingress, ingress_env
 from s2ray.serve.models import ServedModels, served_models
 from s2ray.tasks import TASKS
 
@@ -124,6 +125,7 @@ class S2RayServer:
         from s2ray.serve.streaming import ServingEngine
 
         self.cfg, self.served = Config.model_validate(config), ServedModels(**models)
+        check_ingress(self.cfg.serve.ingress, os.environ)  # this node's Ray must have started with its flags
         self.api_key = None
         if self.cfg.serve.api_key_env:
             self.api_key = os.environ.get(self.cfg.serve.api_key_env)
@@ -331,12 +333,27 @@ def app_builder(args: dict[str, Any]):
     return build_app(cfg, args.get("model"))
 
 
+def start_ray(cfg: Config, **init_args: Any) -> None:
+    """Start a local Ray (ray.init(**init_args)) with the flags serve.ingress needs: Serve reads them at start-up."""
+    import socket
+
+    import ray
+
+    env = ingress_env(cfg.serve.ingress, cfg.serve.port)
+    if env:  # HAProxy's metrics port (default 9101) must not clash with another local app's
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(s.getsockname()[1])
+    os.environ.update(env)
+    ray.init(**init_args)
+
+
 def run_app(cfg: Config, model: str | None = None, blocking: bool = True) -> str:
     """Start (or join) Ray, deploy the app on serve.host:serve.port, return the base URL; block if asked."""
     import ray
 
     if not ray.is_initialized():
-        ray.init()
+        start_ray(cfg)
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
     serve.run(build_app(cfg, model), name="s2ray", route_prefix="/")
     url = f"http://{cfg.serve.host}:{cfg.serve.port}/v1"

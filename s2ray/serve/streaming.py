@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ class ServingEngine(VLLMEngine):
 
         async def deltas() -> AsyncIterator[list[Delta]]:
             async for out in self.llm.generate(TokensPrompt(prompt_token_ids=ids), params,
-                                               request_id=uuid.uuid4().hex):
+                                               request_id=self.request_id()):
                 yield [Delta(o.index, o.text, len(o.token_ids), o.finish_reason) for o in out.outputs]
 
         return len(ids), deltas()

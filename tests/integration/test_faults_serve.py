@@ -36,15 +36,15 @@ def app(toy_model):
     from ray import serve
 
     from s2ray.config import load_config
-    from s2ray.serve.app import run_app
+    from s2ray.serve.app import run_app, start_ray
 
     key = secrets.token_hex(12)
     os.environ[KEY_ENV] = key
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     cfg = load_config("local-cpu", [f"serve.port={free_port()}", f"serve.api_key_env={KEY_ENV}",
                                     "serve.system1.min_replicas=2", "serve.system1.max_replicas=2"])
+    start_ray(cfg, num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield run_app(cfg, blocking=False), key, cfg
     finally:

@@ -41,18 +41,18 @@ def server(toy_model):
     from ray import serve
 
     from s2ray.config import load_config
-    from s2ray.serve.app import run_app
+    from s2ray.serve.app import run_app, start_ray
 
     key = secrets.token_hex(12)
     os.environ[KEY_ENV] = key  # set before Ray starts: the replicas inherit it
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False)
     # 4 samples at 0.7 and min_agreement 1.0: any disagreement among them escalates (both router paths get used;
     # the profile's one-greedy-sample log-probability rule is unit-tested and measured by bench/serving.py)
     cfg = load_config("local-cpu", [f"serve.port={free_port()}", f"serve.api_key_env={KEY_ENV}",
                                     "serve.router.samples=4", "serve.router.temperature=0.7",
                                     "serve.router.min_agreement=1.0", "serve.router.min_token_logprob=null"])
+    start_ray(cfg, num_cpus=2, include_dashboard=False)  # with the profile's serve.ingress flags
     try:
         url = run_app(cfg, blocking=False)
         yield SimpleNamespace(url=url, key=key, cfg=cfg, root=url.removesuffix("/v1"))

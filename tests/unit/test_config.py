@@ -39,6 +39,10 @@ def test_overrides_are_typed():
     ("toy_model.num_heads=3", "hidden_size \\(128\\) must be divisible by num_heads \\(3\\)"),
     ("prompt_style=fancy", "field prompt_style"),
     ("eval", "must look like a.b=value"),
+    ("engine.executor=ray", "field engine.executor: Input should be 'auto', 'mp' or 'uni'"),
+    ("engine.tensor_parallel_size=2", ("field engine: executor: 'uni' runs one model process; "
+                                       "tensor_parallel_size is 2")),
+    ("engine.cpu_threads=0", "field engine.cpu_threads: Input should be greater than 0"),
 ])
 def test_bad_values_name_the_field(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -4,7 +4,8 @@ import subprocess
 import sys
 
 PURE = ("s2ray.tasks, s2ray.methods, s2ray.config, s2ray.report, s2ray.runs, s2ray.toy.corpus, "
-        "s2ray.methods.scripted, s2ray.filters, s2ray.sampling, s2ray.train.deepspeed_config, s2ray.serve.router")
+        "s2ray.methods.scripted, s2ray.filters, s2ray.sampling, s2ray.train.deepspeed_config, s2ray.serve.router, "
+        "s2ray.serve.ingress")
 
 
 def test_pure_modules_import_no_heavy_packages():

@@ -31,6 +31,7 @@ def test_local_cpu_serves_on_loopback_with_fractional_cpus_and_70b_on_8_gpus():
     ("serve.port=0", "field serve.port"),
     ("serve.max_body_bytes=0", "field serve.max_body_bytes"),
     ("serve.hots=1", "field serve.hots"),
+    ("serve.ingress=nginx", "field serve.ingress: Input should be 'proxy' or 'haproxy'"),
 ])
 def test_bad_serve_values_name_the_field(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -65,3 +66,17 @@ def test_bad_prompt_spec_names_the_field(tmp_path):
         read_prompt_spec(tmp_path)
     with pytest.raises(ValueError, match="serve.model"):
         served_models(tmp_path, tmp_path / "missing", "toy")
+
+
+def test_haproxy_ingress_names_the_flags_ray_must_start_with_and_keeps_its_files_per_port():
+    from s2ray.serve.ingress import check_ingress, ingress_env
+
+    assert ingress_env("proxy", 8000) == {}
+    env = ingress_env("haproxy", 8123)
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    assert all("8123" in v for k, v in env.items() if k.startswith("RAY_SERVE_HAPROXY_"))
+    assert ingress_env("haproxy", 8124)["RAY_SERVE_HAPROXY_SOCKET_PATH"] != env["RAY_SERVE_HAPROXY_SOCKET_PATH"]
+    check_ingress("haproxy", env)
+    check_ingress("proxy", {})
+    with pytest.raises(ValueError, match="serve.ingress: 'haproxy' needs RAY_SERVE_ENABLE_DIRECT_INGRESS=1"):
+        check_ingress("haproxy", {"RAY_SERVE_ENABLE_HA_PROXY": "1"})
