@@ -204,7 +204,7 @@ class S2RayServer:
         if stream:
             return StreamingResponse(self._stream_answer(body["model"], answer, chat, usage),
                                      media_type="text/event-stream")
-        return JSONResponse(self._response(body["model"], answer, chat))
+        return self._response(body["model"], answer, chat)
 
     async def _read(self, request: Request) -> bytes:
         limit = self.cfg.serve.max_body_bytes
@@ -246,7 +246,7 @@ class S2RayServer:
 
     # --- responses ------------------------------------------------------------------------------------------------
 
-    def _response(self, model: str, answer: systems.Answer, chat: bool) -> dict[str, Any]:
+    def _response(self, model: str, answer: systems.Answer, chat: bool) -> Response:
         from vllm.entrypoints.openai.chat_completion.protocol import (
             ChatCompletionResponse,
             ChatCompletionResponseChoice,
@@ -266,7 +266,9 @@ class S2RayServer:
             choices = [CompletionResponseChoice(index=i, text=text, finish_reason=reason)
                        for i, (text, reason) in enumerate(zip(answer.texts, answer.finish_reasons))]
             response = CompletionResponse(model=model, choices=choices, usage=usage)
-        return {**response.model_dump(exclude_none=True), **({"s2ray": answer.info} if answer.info else {})}
+        if not answer.info:  # System 1: pydantic writes the JSON itself (the hot path: no dict in between)
+            return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
+        return JSONResponse({**response.model_dump(exclude_none=True), "s2ray": answer.info})
 
     def _stream_system1(self, model: str, prompt: str, sampling: Sampling, chat: bool, usage: bool) -> Response:
         prompt_tokens, deltas = self.engine.open_stream(prompt, sampling)  # PromptTooLong: before any byte
