@@ -35,3 +35,26 @@ def test_calibrate_suggests_tasks_system1_has_not_learned():
     assert out["per_task"]["last_letter"]["routed"] == {"accuracy": 1.0, "tokens_vs_system2": 0.34,
                                                         "escalation_rate": 0.5}
     assert out["best"] is not None and out["best"]["accuracy"] >= 0.74
+
+
+def test_a_phase_scores_answers_and_counts_lost_connections_as_server_errors():
+    import asyncio
+
+    from bench.serving import run_phase
+
+    class Scripted:  # the load generator's interface: (HTTP status, response JSON) per request
+        def __init__(self):
+            self.replies = {"ok": (200, {"choices": [{"message": {"content": "answer: y"}}],
+                                         "usage": {"completion_tokens": 3}}),
+                            "busy": (503, {}), "lost": (599, {}), "bad": (400, {})}
+
+        async def chat(self, body, timeout):
+            return self.replies[body["messages"][0]["content"]]
+
+    jobs = [{"id": q, "task": "last_letter", "label": "y", "max_tokens": 8, "question": q, "model": "system1"}
+            for q in ("ok", "busy", "lost", "bad")]
+    summary, records = asyncio.run(run_phase(Scripted(), "system1", jobs, 2, 1.0))
+    assert summary["requests"] == 4 and summary["ok"] == 1
+    assert (summary["errors_5xx"], summary["errors_4xx"]) == (2, 1)
+    assert summary["accuracy"] == 0.25 and summary["generated_tokens"] == 3
+    assert sorted(r["status"] for r in records) == [200, 400, 503, 599]
