@@ -236,29 +236,20 @@ def vllm_params(cfg, sampling, prompt_len: int):
     return VLLMEngine.sampling_params(SimpleNamespace(), sampling, cfg.engine.max_model_len - prompt_len)
 
 
-def engine_kwargs(cfg) -> dict[str, Any]:
-    """cfg.engine as vLLM engine arguments, for the baselines; its environment (engine_env) is set for all."""
-    e = cfg.engine
-    return dict(seed=e.seed, max_model_len=e.max_model_len, dtype=e.dtype, tensor_parallel_size=e.tensor_parallel_size,
-                gpu_memory_utilization=e.gpu_memory_utilization, kv_cache_memory_bytes=e.kv_cache_memory_bytes,
-                max_num_seqs=e.max_num_seqs, enable_prefix_caching=e.enable_prefix_caching,
-                enforce_eager=e.enforce_eager, trust_remote_code=e.trust_remote_code, disable_log_stats=True,
-                distributed_executor_backend=None if e.executor == "auto" else e.executor)
-
-
 def run_raw_vllm(cfg, model: str, rows: list[dict], sampling, run_step_sync: bool, run_raw: bool) -> dict[str, dict]:
     """(a) one LLM.generate of every rar1 prompt with n=k; (d1) rar2 as two whole-batch calls, on the same engine."""
     from transformers import AutoTokenizer
     from vllm import LLM
     from vllm.inputs import TokensPrompt
 
+    from s2ray.engine import engine_args
     from s2ray.methods import rar2
     from s2ray.methods.base import single, templates
 
     style, results = cfg.prompt_style, {}
     tokenizer = AutoTokenizer.from_pretrained(model)
     start = time.perf_counter()
-    llm = LLM(model=model, **engine_kwargs(cfg))
+    llm = LLM(model=model, **engine_args(cfg.engine))
     startup = time.perf_counter() - start
 
     def generate(prompts: list[str], sampling_):
@@ -407,6 +398,8 @@ def run_ray_data_llm(cfg, model: str, rows: list[dict], sampling, batch_size: in
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
     from transformers import AutoTokenizer
 
+    from s2ray.engine import engine_args
+
     style, k = cfg.prompt_style, sampling.n
     params = dict(n=1, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens)
     prompts = [rar1_prompt(r, style) for r in rows]
@@ -419,7 +412,7 @@ def run_ray_data_llm(cfg, model: str, rows: list[dict], sampling, batch_size: in
         preprocess = lambda row: dict(messages=[{"role": "user", "content": row["prompt_text"]}],
                                       sampling_params=params)
     items = [item for item in unique for _ in range(k)]  # a prompt's k copies adjacent: they share its prefix cache
-    kwargs = engine_kwargs(cfg)
+    kwargs = engine_args(cfg.engine)
     kwargs.pop("tensor_parallel_size")
     lean = stages == "lean"
     start = time.perf_counter()
@@ -453,13 +446,14 @@ def run_ray_data_llm_rar2(cfg, model: str, rows: list[dict], sampling, batch_siz
     import ray
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
+    from s2ray.engine import engine_args
     from s2ray.methods import rar2
     from s2ray.methods.base import templates
 
     prompts, k = templates(rar2.PROMPTS, cfg.prompt_style, rar2.NAME), sampling.n
     params = dict(n=1, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens)
     items = [{"question": question(r, cfg.prompt_style)} for r in rows for _ in range(k)]
-    kwargs = engine_kwargs(cfg)
+    kwargs = engine_args(cfg.engine)
     kwargs.pop("tensor_parallel_size")
 
     def stage():

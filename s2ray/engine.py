@@ -26,6 +26,16 @@ def engine_env(cfg: EngineConfig) -> dict[str, str]:
     return env
 
 
+def engine_args(cfg: EngineConfig) -> dict:
+    """cfg.engine as vLLM engine arguments (all but the model): s2ray's engine and the bench's baselines share them."""
+    return {"seed": cfg.seed, "max_model_len": cfg.max_model_len, "dtype": cfg.dtype,
+            "tensor_parallel_size": cfg.tensor_parallel_size, "gpu_memory_utilization": cfg.gpu_memory_utilization,
+            "kv_cache_memory_bytes": cfg.kv_cache_memory_bytes, "max_num_seqs": cfg.max_num_seqs,
+            "enable_prefix_caching": cfg.enable_prefix_caching, "enforce_eager": cfg.enforce_eager,
+            "trust_remote_code": cfg.trust_remote_code, "disable_log_stats": True,
+            "distributed_executor_backend": None if cfg.executor == "auto" else cfg.executor}
+
+
 class VLLMEngine:
     """vLLM's AsyncLLM with the model's chat template; `generate` returns `sampling.n` completions."""
 
@@ -38,14 +48,7 @@ class VLLMEngine:
 
         self.model, self.cfg = str(model), cfg
         self.tokenizer = AutoTokenizer.from_pretrained(self.model, trust_remote_code=cfg.trust_remote_code)
-        args = AsyncEngineArgs(
-            model=self.model, seed=cfg.seed, max_model_len=cfg.max_model_len, dtype=cfg.dtype,
-            tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.gpu_memory_utilization,
-            kv_cache_memory_bytes=cfg.kv_cache_memory_bytes, max_num_seqs=cfg.max_num_seqs,
-            enable_prefix_caching=cfg.enable_prefix_caching, enforce_eager=cfg.enforce_eager,
-            trust_remote_code=cfg.trust_remote_code, disable_log_stats=True,
-            distributed_executor_backend=None if cfg.executor == "auto" else cfg.executor)
-        self.llm = AsyncLLM.from_engine_args(args)
+        self.llm = AsyncLLM.from_engine_args(AsyncEngineArgs(model=self.model, **engine_args(cfg)))
         self._prefix, self._count = uuid.uuid4().hex[:12], itertools.count()
 
     def request_id(self) -> str:

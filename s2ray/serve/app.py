@@ -29,7 +29,7 @@ from ray import serve
 from s2ray.config import Config, EngineConfig, ReplicaConfig, format_errors, load_config
 from s2ray.methods.base import PromptTooLong, Sampling
 from s2ray.serve import protocol, systems
-from s2ray.serve.ingress import check_ingress, ingress_env
+from s2ray.serve.ingress import check_ingress, free_port, ingress_env
 from s2ray.serve.models import ServedModels, served_models
 from s2ray.tasks import TASKS
 
@@ -337,15 +337,11 @@ def app_builder(args: dict[str, Any]):
 
 def start_ray(cfg: Config, **init_args: Any) -> None:
     """Start a local Ray (ray.init(**init_args)) with the flags serve.ingress needs: Serve reads them at start-up."""
-    import socket
-
     import ray
 
     env = ingress_env(cfg.serve.ingress, cfg.serve.port)
     if env:  # HAProxy's metrics port (default 9101) must not clash with another local app's
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(s.getsockname()[1])
+        env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
     os.environ.update(env)
     ray.init(**init_args)
 

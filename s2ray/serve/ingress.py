@@ -13,6 +13,7 @@ HAProxy on other nodes reaches them; the API key still guards them.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 
 HAPROXY_FLAGS = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}
@@ -37,3 +38,10 @@ def check_ingress(ingress: str, environ: Mapping[str, str]) -> None:
         raise ValueError(f"serve.ingress: 'haproxy' needs {' and '.join(f'{k}=1' for k in missing)} in the "
                          f"environment Ray started with (s2ray serve sets them when it starts Ray itself; on a "
                          f"cluster set them on every node before `ray start`), or set serve.ingress=proxy")
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (for local apps and HAProxy's metrics)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
