@@ -83,6 +83,9 @@ class EngineConfig(Strict):
     kv_cache_memory_bytes: int | None = Field(256 * 2**20, gt=0, description="KV cache size; null = from utilisation.")
     max_num_seqs: int = Field(256, gt=0, description="Sequences batched at once.")
     enable_prefix_caching: bool = Field(True, description="Share prefill across samples and steps of a prompt.")
+    block_size: int | None = Field(None, gt=0, description="Tokens per KV-cache block (null = vLLM's: 16 on GPU, "
+                                   "128 on CPU). Prefix caching shares whole blocks only: prompts shorter than a "
+                                   "block share nothing. The CPU backend takes multiples of 32.")
     enforce_eager: bool = Field(True, description="Skip graph capture (CUDA graphs / compile); true on CPU.")
     trust_remote_code: bool = Field(False, description="Run model code from the checkpoint; off unless you trust it.")
     executor: Literal["auto", "mp", "uni"] = Field(

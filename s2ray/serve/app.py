@@ -224,8 +224,9 @@ class S2RayServer:
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
         from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 
-        try:
-            return (ChatCompletionRequest if chat else CompletionRequest).model_validate(body)
+        try:  # an id of ours unless the client sent one: vLLM's default is a uuid4 per request
+            return (ChatCompletionRequest if chat else CompletionRequest).model_validate(
+                body if "request_id" in body else {**body, "request_id": self.engine.request_id()})
         except ValidationError as e:
             loc = e.errors()[0]["loc"]
             raise protocol.RequestError(400, format_errors(e), str(loc[0]) if loc else None) from None
@@ -261,11 +262,13 @@ class S2RayServer:
             choices = [ChatCompletionResponseChoice(index=i, message=ChatMessage(role="assistant", content=text),
                                                     finish_reason=reason)
                        for i, (text, reason) in enumerate(zip(answer.texts, answer.finish_reasons))]
-            response = ChatCompletionResponse(model=model, choices=choices, usage=usage)
+            response = ChatCompletionResponse(id=f"chatcmpl-{self.engine.request_id()}", model=model,
+                                              choices=choices, usage=usage)
         else:
             choices = [CompletionResponseChoice(index=i, text=text, finish_reason=reason)
                        for i, (text, reason) in enumerate(zip(answer.texts, answer.finish_reasons))]
-            response = CompletionResponse(model=model, choices=choices, usage=usage)
+            response = CompletionResponse(id=f"cmpl-{self.engine.request_id()}", model=model, choices=choices,
+                                          usage=usage)
         if not answer.info:  # System 1: pydantic writes the JSON itself (the hot path: no dict in between)
             return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
         return JSONResponse({**response.model_dump(exclude_none=True), "s2ray": answer.info})
