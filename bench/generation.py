@@ -546,8 +546,12 @@ def main(argv: list[str] | None = None) -> int:
                                           f"generate.num_cpus={args.e_cpus}", f"generate.num_samples={args.k}",
                                           f"generate.min_valid={min(args.k, base.generate.min_valid)}",
                                           f"generate.temperature={temperature}", f"generate.max_tokens={max_tokens}"])
+    env = engine_env(cfg.engine)
+    if "LD_PRELOAD" in env:  # (a) and (d) run their engines in this process: an allocator is chosen at start
+        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)],
+                  {**os.environ, **env})
+    os.environ.update(env)
     model = str(ensure_toy_model(cfg) if cfg.model == "toy" else cfg.model)
-    os.environ.update(engine_env(cfg.engine))  # (a) and (d) run their engines in this process
     rows = bench_rows(args.rows, args.seed)
     sampling = Sampling(n=args.k, temperature=temperature, top_p=cfg.generate.top_p, max_tokens=max_tokens)
     print(f"generation bench: {len(rows)} rows ({', '.join(TASKS)}), k={args.k}, temperature={temperature}, "

@@ -93,6 +93,15 @@ class EngineConfig(Strict):
         "uni: in the engine core process, saving a worker that busy-polls between steps (faster on few CPU cores).")
     cpu_threads: int | None = Field(None, gt=0, description="CPU engines: OpenMP threads of the model process "
                                     "(null = vLLM's default, one per core); 1 suits tiny models on shared cores.")
+    core: Literal["auto", "process", "thread"] = Field(
+        "auto", description="Where vLLM's engine core runs. process: its own process (vLLM's AsyncLLM); thread: in "
+        "the caller's process, stepped by a thread (vLLM's LLMEngine): no second vLLM start-up, no IPC per request "
+        "and step. auto: thread for batch work (generate, eval), process for Serve replicas, where the HTTP path "
+        "and the engine then run in parallel (each measured faster on 2 cores).")
+    malloc: Literal["auto", "tcmalloc", "system"] = Field(
+        "auto", description="Allocator of the engine's processes. auto: tcmalloc when this node has it (vLLM's CPU "
+        "guide asks for it; the toy's engine is 10-18% faster), else the system's; tcmalloc: required (an error "
+        "without it); system: never preload.")
 
     @field_validator("dtype")
     @classmethod

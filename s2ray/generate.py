@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from tqdm import tqdm
 
 from s2ray.config import Config
+from s2ray.engine import engine_env
 from s2ray.sampling import RECORD_FIELDS, sample_row
 from s2ray.tasks import RowError, get_task, make_rows, validate_row
 
@@ -145,7 +146,8 @@ def generate(cfg: Config, model: str | Path, out: Path, input_path: str | None =
     results = rows.map_batches(
         System2Sampler, fn_constructor_kwargs={"cfg_json": cfg.model_dump_json(), "model": str(model)},
         batch_size=gen.batch_size, concurrency=tuple(gen.concurrency), num_cpus=gen.num_cpus,
-        num_gpus=gen.num_gpus, max_concurrency=gen.batches_per_actor)
+        num_gpus=gen.num_gpus, max_concurrency=gen.batches_per_actor,
+        runtime_env={"env_vars": engine_env(cfg.engine)})  # e.g. tcmalloc, preloaded as the actor's process starts
 
     counts = {"kept": 0, "dropped": 0, "error": 0, "duplicate": 0}
     tokens, start, written = 0, time.time(), set(done)

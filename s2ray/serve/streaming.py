@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from s2ray.engine import VLLMEngine
-from s2ray.methods.base import PromptTooLong, Sampling
+from s2ray.methods.base import Sampling
 
 
 @dataclass
@@ -18,24 +18,19 @@ class Delta:
 
 
 class ServingEngine(VLLMEngine):
+    AUTO_CORE = "process"  # the replica's HTTP path runs in parallel with the engine core (the thread core: System 1
+    # p50 79 vs 67 ms, System 2 369 vs 340 ms on 2 cores)
+
     def open_stream(self, prompt: str, sampling: Sampling) -> tuple[int, AsyncIterator[list[Delta]]]:
         """(prompt tokens, an iterator of deltas); PromptTooLong is raised here, before any byte is sent."""
-        from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
 
-        ids = self.prompt_ids(prompt)
-        room = self.cfg.max_model_len - len(ids)
-        if room < 1:
-            raise PromptTooLong(f"prompt is {len(ids)} tokens; the context holds {self.cfg.max_model_len}")
+        ids, room = self.checked_ids(prompt)
         params = self.sampling_params(sampling, room)
         params.output_kind = RequestOutputKind.DELTA
 
         async def deltas() -> AsyncIterator[list[Delta]]:
-            async for out in self.llm.generate(TokensPrompt(prompt_token_ids=ids), params,
-                                               request_id=self.request_id()):
+            async for out in self.outputs(ids, params):
                 yield [Delta(o.index, o.text, len(o.token_ids), o.finish_reason) for o in out.outputs]
 
         return len(ids), deltas()
-
-    async def check_health(self) -> None:
-        await self.llm.check_health()
