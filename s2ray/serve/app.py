@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from ray import serve
 
 from s2ray.config import Config, EngineConfig, ReplicaConfig, format_errors, load_config
+from s2ray.engine import engine_env
 from s2ray.methods.base import PromptTooLong, Sampling
 from s2ray.serve import protocol, systems
 from s2ray.serve.ingress import check_ingress, free_port, ingress_env
@@ -311,7 +312,9 @@ def deployment_options(replicas: ReplicaConfig, cfg: Config, name: str) -> dict[
             "target_ongoing_requests": replicas.target_ongoing_requests,
             "upscale_delay_s": replicas.upscale_delay_s, "downscale_delay_s": replicas.downscale_delay_s},
         "max_ongoing_requests": replicas.max_ongoing_requests,
-        "ray_actor_options": {"num_cpus": replicas.num_cpus, "num_gpus": replicas.num_gpus},
+        # the engine's environment from the replica's start (e.g. tcmalloc: preloaded, or not at all)
+        "ray_actor_options": {"num_cpus": replicas.num_cpus, "num_gpus": replicas.num_gpus,
+                              "runtime_env": {"env_vars": engine_env(cfg.engine)}},
         "health_check_period_s": cfg.serve.health_check_period_s,
         "health_check_timeout_s": cfg.serve.health_check_timeout_s,
         "logging_config": {"enable_access_log": cfg.serve.access_log,
