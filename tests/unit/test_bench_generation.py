@@ -11,6 +11,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.generation import (
     bench_rows,
+    distrust_faster_than_the_engine,
     format_table,
     goals,
     headline,
@@ -148,3 +149,16 @@ def test_s2ray_batches_are_timed_from_generates_progress_bar(tmp_path, monkeypat
     assert r["mean_prompt_tokens"] == 4.0 and gen.tqdm is not generation._BatchClock
     one = generation.run_s2ray(cfg, "model", rows, tmp_path / "file", split=False)
     assert seen["input"].is_file() and one["generated_tokens"] == 150
+
+
+def test_a_window_faster_than_the_raw_engine_is_a_burst():
+    vllm = system_result(11000 * 25, 27.0, 11000 * 25, 25.0)  # the engine alone: 11,000 tokens/s
+    rdl = system_result(280000, 57.7, 279000, 14.9, batches=200, steady_in_flight_bound=0.035)  # 18,725 tokens/s
+    s2ray = system_result(280000, 40.0, 262000, 24.7, batches=16, steady_in_flight_bound=0.067)  # 10,607 tokens/s
+    assert rdl["steady_trusted"] and s2ray["steady_trusted"]  # both pass the window checks on their own
+    systems = {"vllm": vllm, "ray_data_llm": rdl, "s2ray": s2ray}
+    distrust_faster_than_the_engine(systems)
+    assert not rdl["steady_trusted"] and "burst" in rdl["steady_untrusted_why"]
+    assert s2ray["steady_trusted"] and vllm["steady_trusted"]
+    assert ratios(systems)["ratio_vs_ray_data_llm"] is None  # the headline falls back to end-to-end
+    distrust_faster_than_the_engine({"ray_data_llm": rdl})  # without (a) in the run: nothing to compare with

@@ -43,6 +43,9 @@ def test_overrides_are_typed():
     ("engine.tensor_parallel_size=2", ("field engine: executor: 'uni' runs one model process; "
                                        "tensor_parallel_size is 2")),
     ("engine.cpu_threads=0", "field engine.cpu_threads: Input should be greater than 0"),
+    ("engine.core=gpu", "field engine.core: Input should be 'auto', 'process' or 'thread'"),
+    ("engine.malloc=jemalloc", "field engine.malloc: Input should be 'auto', 'tcmalloc' or 'system'"),
+    ("engine.block_size=0", "field engine.block_size: Input should be greater than 0"),
 ])
 def test_bad_values_name_the_field(override, message):
     with pytest.raises(ConfigError, match=message):
