@@ -202,7 +202,7 @@ class CoreThread:
                     engine.add_request(request_id, prompt, params)
                     waiting[request_id] = (loop, replies)
                 except Exception as e:  # noqa: BLE001 - this request's error goes to its caller
-                    loop.call_soon_threadsafe(replies.put_nowait, e)
+                    _deliver((loop, replies), e)
             if not engine.has_unfinished_requests():
                 continue
             try:
@@ -215,7 +215,9 @@ class CoreThread:
                     continue
                 if out.finished:
                     del waiting[out.request_id]
-                target[0].call_soon_threadsafe(target[1].put_nowait, out)
+                if not _deliver(target, out) and not out.finished:  # its caller's event loop is gone
+                    del waiting[out.request_id]
+                    engine.abort_request([out.request_id])
 
     def _drain(self) -> list:
         import queue
@@ -231,8 +233,8 @@ class CoreThread:
         with self.lock:
             self.failed = error
             pending = [(item[4], item[5]) for item in self._drain() if item is not None and item[0] == "add"]
-        for loop, replies in [*waiting.values(), *pending]:
-            loop.call_soon_threadsafe(replies.put_nowait, RuntimeError(f"the engine failed: {error!r}"))
+        for target in [*waiting.values(), *pending]:
+            _deliver(target, RuntimeError(f"the engine failed: {error!r}"))
 
     def check_health(self) -> None:
         if self.failed is not None or not self.thread.is_alive():
@@ -241,6 +243,16 @@ class CoreThread:
     def shutdown(self) -> None:
         self.inbox.put(None)
         self.thread.join(timeout=30)
+
+
+def _deliver(target: tuple, item) -> bool:
+    """Hand an output (or error) to its caller's event loop; False when that loop is closed."""
+    loop, replies = target
+    try:
+        loop.call_soon_threadsafe(replies.put_nowait, item)
+        return True
+    except RuntimeError:  # "Event loop is closed": the caller is gone; the engine thread must live on
+        return False
 
 
 def _lowest(output) -> float | None:

@@ -150,3 +150,18 @@ def test_shutdown_fails_requests_in_flight():
 
     asyncio.run(main())
     assert not core.thread.is_alive()
+
+
+def test_a_caller_whose_event_loop_closed_does_not_stop_the_engine():
+    engine = ScriptedEngine(steps=50)
+    core = CoreThread(engine)
+
+    async def leave_early():
+        stream = core.outputs("orphan", "p", None)
+        await stream.__anext__()  # then asyncio.run closes this loop with the request unfinished
+
+    asyncio.run(leave_early())
+    assert asyncio.run(collect(core, "next", "q")) == [f"q:{i}" for i in range(1, 51)]
+    core.check_health()
+    assert "orphan" not in engine.live
+    core.shutdown()
