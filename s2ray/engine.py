@@ -39,9 +39,10 @@ def engine_env(cfg: EngineConfig, core: str = "process") -> dict[str, str]:
             env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"] = str(2**40)  # no stderr line per large KV-cache buffer
     if cfg.cpu_threads is not None:  # OpenMP threads of the model process
         env["OMP_NUM_THREADS"] = str(cfg.cpu_threads)
-    if cfg.executor == "uni" or core == "thread":  # 0: LLMEngine keeps its core in-process, and vLLM's CPU
-        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # platform keeps 'uni' (else it swaps it for 'mp'); AsyncLLM still
-        # runs its engine core in a process of its own
+    if cfg.executor == "uni" or core == "thread":
+        # 0: LLMEngine keeps its engine core in-process, and vLLM's CPU platform keeps 'uni' (else it swaps in 'mp');
+        # AsyncLLM runs its engine core in a process of its own either way
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     return env
 
 
@@ -50,18 +51,18 @@ def engine_args(cfg: EngineConfig) -> dict:
     return {"seed": cfg.seed, "max_model_len": cfg.max_model_len, "dtype": cfg.dtype,
             "tensor_parallel_size": cfg.tensor_parallel_size, "gpu_memory_utilization": cfg.gpu_memory_utilization,
             "kv_cache_memory_bytes": cfg.kv_cache_memory_bytes, "max_num_seqs": cfg.max_num_seqs,
-            "enable_prefix_caching": cfg.enable_prefix_caching, "block_size": cfg.block_size, "enforce_eager": cfg.enforce_eager,
-            "trust_remote_code": cfg.trust_remote_code, "disable_log_stats": True,
+            "enable_prefix_caching": cfg.enable_prefix_caching, "block_size": cfg.block_size,
+            "enforce_eager": cfg.enforce_eager, "trust_remote_code": cfg.trust_remote_code, "disable_log_stats": True,
             "distributed_executor_backend": None if cfg.executor == "auto" else cfg.executor}
 
 
 class VLLMEngine:
     """vLLM with the model's chat template; `generate` returns `sampling.n` completions.
 
-    `engine.core` says where vLLM's engine core runs (auto: AUTO_CORE). process: vLLM's AsyncLLM, the core in a process of its own
-    (vLLM's way; requests and outputs cross a socket). thread: vLLM's LLMEngine in this process, stepped by a thread of
-    s2ray's (`CoreThread`); callers await its outputs on their own event loop. No second process starts (on CPU it
-    re-imports vLLM: ~6 s), and nothing is serialised per request or step.
+    `engine.core` says where vLLM's engine core runs (auto: AUTO_CORE). process: vLLM's AsyncLLM, the core in a
+    process of its own (vLLM's way; requests and outputs cross a socket). thread: vLLM's LLMEngine in this process,
+    stepped by a thread of s2ray's (`CoreThread`); callers await its outputs on their own event loop. No second
+    process starts (on CPU it re-imports vLLM: ~6 s), and nothing is serialised per request or step.
     """
 
     AUTO_CORE = "thread"  # engine.core=auto: batch work (ServingEngine: process)
