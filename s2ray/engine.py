@@ -79,13 +79,12 @@ class VLLMEngine:
         if core == "thread":
             from vllm import EngineArgs, LLMEngine
 
-            self.llm = None
             self.core = CoreThread(LLMEngine.from_engine_args(EngineArgs(model=self.model, **engine_args(cfg))))
         else:
             from vllm import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
 
-            self.llm, self.core = AsyncLLM.from_engine_args(AsyncEngineArgs(model=self.model, **engine_args(cfg))), None
+            self.core = CoreProcess(AsyncLLM.from_engine_args(AsyncEngineArgs(model=self.model, **engine_args(cfg))))
 
     def request_id(self) -> str:
         """Unique per engine without a uuid4 (an os.urandom call) per request: measurable on the System 1 path."""
@@ -121,10 +120,7 @@ class VLLMEngine:
         """vLLM's RequestOutputs of one request, from either core (one, the final, with FINAL_ONLY params)."""
         from vllm.inputs import TokensPrompt
 
-        prompt = TokensPrompt(prompt_token_ids=ids)
-        if self.core is not None:
-            return self.core.outputs(self.request_id(), prompt, params)
-        return self.llm.generate(prompt, params, request_id=self.request_id())
+        return self.core.outputs(self.request_id(), TokensPrompt(prompt_token_ids=ids), params)
 
     async def generate(self, prompt: str, sampling: Sampling) -> list[Completion]:
         ids, room = self.checked_ids(prompt)
@@ -137,16 +133,26 @@ class VLLMEngine:
                 for o in sorted(final.outputs, key=lambda o: o.index)]
 
     async def check_health(self) -> None:
-        if self.core is not None:
-            self.core.check_health()
-        else:
-            await self.llm.check_health()
+        await self.core.check_health()
 
     def shutdown(self) -> None:
-        if self.core is not None:
-            self.core.shutdown()
-        else:
-            self.llm.shutdown()
+        self.core.shutdown()
+
+
+class CoreProcess:
+    """vLLM's AsyncLLM (its engine core in a process of its own) behind the same three calls as CoreThread."""
+
+    def __init__(self, llm):
+        self.llm = llm
+
+    def outputs(self, request_id: str, prompt, params) -> AsyncIterator:
+        return self.llm.generate(prompt, params, request_id=request_id)
+
+    async def check_health(self) -> None:
+        await self.llm.check_health()
+
+    def shutdown(self) -> None:
+        self.llm.shutdown()
 
 
 class CoreThread:
@@ -237,7 +243,7 @@ class CoreThread:
         for target in [*waiting.values(), *pending]:
             _deliver(target, RuntimeError(f"the engine failed: {error!r}"))
 
-    def check_health(self) -> None:
+    async def check_health(self) -> None:
         if self.failed is not None or not self.thread.is_alive():
             raise RuntimeError(f"engine core thread is not running (failed with {self.failed!r})")
 

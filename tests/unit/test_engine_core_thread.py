@@ -60,7 +60,7 @@ def test_every_request_gets_its_own_outputs_and_only_the_core_thread_touches_the
     results = asyncio.run(main())
     assert results == [[f"p{i}:1", f"p{i}:2", f"p{i}:3"] for i in range(50)]
     assert engine.callers == {"s2ray-engine-core"}
-    core.check_health()
+    asyncio.run(core.check_health())
     core.shutdown()
     assert not core.thread.is_alive()
 
@@ -104,7 +104,7 @@ def test_a_failing_step_fails_every_request_and_the_health_check():
     results = asyncio.run(main())
     assert all(isinstance(r, RuntimeError) and "kernel exploded" in str(r) for r in results)
     with pytest.raises(RuntimeError, match="kernel exploded"):
-        core.check_health()
+        asyncio.run(core.check_health())
     with pytest.raises(RuntimeError, match="failed earlier"):
         asyncio.run(collect(core, "z", "later"))
 
@@ -162,6 +162,6 @@ def test_a_caller_whose_event_loop_closed_does_not_stop_the_engine():
 
     asyncio.run(leave_early())
     assert asyncio.run(collect(core, "next", "q")) == [f"q:{i}" for i in range(1, 51)]
-    core.check_health()
+    asyncio.run(core.check_health())
     assert "orphan" not in engine.live
     core.shutdown()
