@@ -1,15 +1,16 @@
 """Serving benchmark: System 1 vs System 2 vs the router through the real Serve app, over loopback HTTP.
 
     flock /tmp/s2ray-heavy.lock .venv/bin/python bench/serving.py [--out FILE] [--model DISTILLED_DIR]
-          [--config local-cpu] [--rows 334] [--concurrency 32] [--tasks last_letter,coin_flip]
-          [--client aiohttp|openai] [a.b=value ...]
+          [--config local-cpu] [--rows 334] [--rounds 3] [--order mixed|grouped] [--concurrency 32]
+          [--tasks last_letter,coin_flip] [--client aiohttp|openai] [a.b=value ...]
 
-Starts a local Ray + Serve app on 127.0.0.1 (a free port), then sends the same held-out toy rows (gold used only to
-score) to each model in turn, `--rows` requests per model at `--concurrency` in flight (default 3 x 334 = 1,002
-requests), as OpenAI chat completions (aiohttp; `--client openai` for the official client): `system1` gets the System 1 prompt, `system2/<method>` the
-task's configured System 2 method, `router` the question with `task` named. Writes JSON with latency p50/p99,
-generated tokens, accuracy, escalation rate, 4xx/5xx counts and the goal ratios; prints it. Bounded: a fixed number
-of requests, a timeout per request, nothing leaves the machine.
+Starts a local Ray + Serve app on 127.0.0.1 (a free port), then sends held-out toy rows (gold used only to score)
+to each model in turn, `--rows` requests per model at `--concurrency` in flight, as OpenAI chat completions (aiohttp;
+`--client openai` for the official client): `system1` gets the System 1 prompt, `system2/<method>` the task's
+configured System 2 method, `router` the question with `task` named. It does so `--rounds` times, each round on rows
+of its own (default 3 x 3 x 334 = 3,006 requests), and pools each system's requests over the rounds. Writes JSON with
+latency p50/p99, generated tokens, accuracy, escalation rate, 4xx/5xx counts, the goal ratios and each round's p50s;
+prints it. Bounded: a fixed number of requests, a timeout per request, nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -124,7 +125,11 @@ async def run_phase(client, system: str, jobs: list[dict], concurrency: int, tim
 
     start = time.perf_counter()
     await asyncio.gather(*(one(j) for j in jobs))
-    wall = time.perf_counter() - start
+    return summarize(system, records, time.perf_counter() - start), records
+
+
+def summarize(system: str, records: list[dict], wall: float) -> dict:
+    """One system's numbers from its request records (of one phase, or pooled over rounds with their summed wall)."""
     ok = [r for r in records if r["status"] == 200]
     latencies = [r["seconds"] * 1000 for r in ok]
     summary = {
@@ -136,14 +141,14 @@ async def run_phase(client, system: str, jobs: list[dict], concurrency: int, tim
         "generated_tokens": sum(r["tokens"] for r in records),
         "mean_generated_tokens": round(sum(r["tokens"] for r in ok) / max(1, len(ok)), 2),
         "accuracy": round(sum(r["correct"] for r in records) / max(1, len(records)), 4),
-        "requests_per_s": round(len(records) / wall, 1), "wall_s": round(wall, 1),
+        "requests_per_s": round(len(records) / max(wall, 1e-9), 1), "wall_s": round(wall, 3),
         "accuracy_per_task": {t: round(sum(r["correct"] for r in records if r["task"] == t)
                                        / max(1, sum(r["task"] == t for r in records)), 4)
                               for t in sorted({r["task"] for r in records})},
     }
     if system == "router":
         summary["escalation_rate"] = round(sum(r["escalated"] for r in ok) / max(1, len(ok)), 4)
-    return summary, records
+    return summary
 
 
 def _below(value, threshold):
@@ -200,11 +205,19 @@ def calibrate(router: list[dict], system2: list[dict], best_accuracy: float, set
 
 
 async def bench(url: str, api_key: str, cfg, tasks: list[str], rows: int, concurrency: int, timeout: float,
-                seed: int, client_name: str) -> dict:
+                seed: int, client_name: str, rounds: int = 1, order: str = "mixed") -> tuple[dict, dict, dict, list]:
+    """Each round sends its own `rows` rows to System 1, then System 2, then the router; each system's numbers pool
+    its requests over the rounds. Interleaving the phases in time lets a slow minute of a shared machine weigh on
+    every system alike, instead of on whichever phase it hit (a System 1 phase of 334 requests lasts ~1 s).
+    order: "mixed", the tasks take turns (traffic as an endpoint gets it); "grouped", one task's rows after another's
+    within a round (System 2's p50 is then lower: its cheap programs no longer share engine steps with long ones)."""
     client = CLIENTS[client_name](url, api_key, concurrency)
-    per_task = -(-rows // len(tasks))
-    examples = [r for name in tasks for r in make_rows(get_task(name), "test", per_task, seed)]
-    examples = sorted(examples, key=lambda r: r["id"])[:rows]  # interleaved tasks, fixed order
+    per_task = -(-rows * rounds // len(tasks))
+    per_task_rows = [make_rows(get_task(name), "test", per_task, seed) for name in tasks]
+    examples = [r for group in zip(*per_task_rows) for r in group][:rows * rounds]  # every round: the same mix
+    if order == "grouped":  # within a round, one task after another (how the bench sent rows until session 6)
+        examples = [r for i in range(rounds) for r in sorted(examples[i * rows:(i + 1) * rows],
+                                                             key=lambda r: tasks.index(r["task"]))]
     fields = {r["id"]: {k: v for k, v in r.items() if k not in ("id", "task", "label")} for r in examples}
     style = cfg.prompt_style
     # one warm-up request per model, not measured
@@ -212,36 +225,52 @@ async def bench(url: str, api_key: str, cfg, tasks: list[str], rows: int, concur
         status, _ = await client.chat({"model": model, "messages": [{"role": "user", "content": "warm up"}],
                                        "max_tokens": 4, "temperature": 0.0}, timeout)
         assert status == 200, f"warm-up request to {model} got HTTP {status}"
-    results, records = {}, {}
-    for system in ("system1", "system2", "router"):
-        jobs = [{"id": r["id"], "task": r["task"], "label": r["label"], "max_tokens": cfg.eval.max_tokens,
-                 "question": get_task(r["task"]).question(fields[r["id"]], style),
-                 "model": {"system1": cfg.serve.system1_name, "router": "router",
-                           "system2": f"system2/{cfg.tasks[r['task']].method}"}[system]} for r in examples]
-        results[system], records[system] = await run_phase(client, system, jobs, concurrency, timeout)
-        print(f"{system}: {json.dumps(results[system])}", flush=True)
+    systems = ("system1", "system2", "router")
+    records, walls, per_round = {s: [] for s in systems}, dict.fromkeys(systems, 0.0), []
+    for i in range(rounds):
+        this_round = {}
+        for system in systems:
+            jobs = [{"id": r["id"], "task": r["task"], "label": r["label"], "max_tokens": cfg.eval.max_tokens,
+                     "question": get_task(r["task"]).question(fields[r["id"]], style),
+                     "model": {"system1": cfg.serve.system1_name, "router": "router",
+                               "system2": f"system2/{cfg.tasks[r['task']].method}"}[system]}
+                    for r in examples[i * rows:(i + 1) * rows]]
+            this_round[system], got = await run_phase(client, system, jobs, concurrency, timeout)
+            records[system] += got
+            walls[system] += this_round[system]["wall_s"]
+            print(f"round {i + 1}/{rounds} {system}: {json.dumps(this_round[system])}", flush=True)
+        p50 = {s: this_round[s]["p50_ms"] for s in systems}
+        per_round.append({"p50_ms": p50, "p50_ratio_system1_vs_system2":
+                          round(p50["system1"] / p50["system2"], 4) if p50["system2"] else None})
     await client.close()
+    results = {s: summarize(s, records[s], walls[s]) for s in systems}
     best = max(results["system1"]["accuracy"], results["system2"]["accuracy"])
-    return results, records, calibrate(records["router"], records["system2"], best, cfg.serve.router)
+    return results, records, calibrate(records["router"], records["system2"], best, cfg.serve.router), per_round
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="local-cpu")
     parser.add_argument("--model", default=None, help="distilled System 1 model folder (default: serve.model)")
-    parser.add_argument("--rows", type=int, default=334, help="requests per model (same rows for each)")
+    parser.add_argument("--rows", type=int, default=334, help="requests per model and round (same rows for each "
+                        "model)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of System 1, System 2, router phases, each on "
+                        "rows of its own; numbers pool the rounds")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--tasks", default=None, help="comma-separated tasks (default: all of the profile's)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per request")
     parser.add_argument("--seed", type=int, default=None, help="seed of the held-out rows (default eval.seed + 1; "
                         "calibrate thresholds on another seed than the one you report)")
     parser.add_argument("--records", default=None, help="write every request's record here (JSONL), to replay")
+    parser.add_argument("--order", choices=("mixed", "grouped"), default="mixed", help="mixed: the tasks take "
+                        "turns; grouped: one task's rows after another's within a round")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="aiohttp",
                         help="load generator (default aiohttp: the lightest; openai: the official client)")
     parser.add_argument("--out", default=None, help="write the JSON result here")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    assert 1 <= args.rows <= 5000 and 1 <= args.concurrency <= 256, "bounded: rows <= 5000, concurrency <= 256"
+    assert 1 <= args.rows <= 5000 and 1 <= args.concurrency <= 256 and 1 <= args.rounds <= 10, \
+        "bounded: rows <= 5000, concurrency <= 256, rounds <= 10"
 
     api_key = os.urandom(12).hex()
     os.environ["S2RAY_BENCH_API_KEY"] = api_key  # before Ray starts, so the replicas inherit it
@@ -260,8 +289,9 @@ def main() -> int:
         url = run_app(cfg, args.model, blocking=False)
         ready_s = time.perf_counter() - start
         seed = cfg.eval.seed + 1 if args.seed is None else args.seed
-        systems, records, calibration = asyncio.run(bench(url, api_key, cfg, tasks, args.rows, args.concurrency,
-                                                          args.timeout, seed, args.client))
+        systems, records, calibration, per_round = asyncio.run(bench(
+            url, api_key, cfg, tasks, args.rows, args.concurrency, args.timeout, seed, args.client, args.rounds,
+            args.order))
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -270,7 +300,8 @@ def main() -> int:
     best = max(s1["accuracy"], s2["accuracy"])
     result = {
         "profile": cfg.name, "model": args.model or cfg.serve.model or "base", "tasks": tasks, "row_seed": seed,
-        "requests": sum(s["requests"] for s in systems.values()), "concurrency": args.concurrency,
+        "requests": sum(s["requests"] for s in systems.values()), "rounds": args.rounds, "order": args.order,
+        "concurrency": args.concurrency,
         "client": args.client, "ingress": cfg.serve.ingress, "executor": cfg.engine.executor,
         "ready_s": round(ready_s, 1),
         "errors_5xx": sum(s["errors_5xx"] for s in systems.values()),
@@ -282,7 +313,7 @@ def main() -> int:
                   "system1_p50_le_0.2x_system2": s1["p50_ms"] <= 0.2 * s2["p50_ms"],
                   "router_accuracy_ge_best_minus_1pt": router["accuracy"] >= best - 0.01,
                   "router_tokens_le_30pct_system2": router["generated_tokens"] <= 0.3 * s2["generated_tokens"]},
-        "systems": systems,
+        "systems": systems, "per_round": per_round,
         "router": cfg.serve.router.model_dump(),
         "router_calibration": calibration,
     }
