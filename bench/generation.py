@@ -439,7 +439,7 @@ def run_ray_data_llm(cfg, model: str, rows: list[dict], sampling, batch_size: in
                                      num_input_tokens=row["num_input_tokens"]))
     ds = processor(ray.data.from_items(items))
     marks, tokens, prompt_tokens, sequences = [], 0, 0, 0
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         got = int(batch["num_generated_tokens"].sum())
         marks.append((time.perf_counter() - start, got))
         tokens += got
@@ -490,7 +490,7 @@ def run_ray_data_llm_rar2(cfg, model: str, rows: list[dict], sampling, batch_siz
     start = time.perf_counter()
     ds = respond(rephrase(ray.data.from_items(items)))
     marks, tokens, chains = [], 0, 0
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         got = int(batch["num_generated_tokens"].sum())
         marks.append((time.perf_counter() - start, got))
         tokens += got

@@ -153,7 +153,9 @@ def generate(cfg: Config, model: str | Path, out: Path, input_path: str | None =
     tokens, start, written = 0, time.time(), set(done)
     bar = tqdm(desc="generate", unit=" rows")
     with open(records_path, "a") as records, open(errors_path, "a") as errors:
-        for batch in results.iter_batches(batch_size=None, batch_format="pandas"):
+        # prefetch_batches=0: with Ray Data's default (1), each batch reached this loop only when the next one was
+        # done too (~2.4 s later on the toy profile): later on disk, and the bench's steady window ~7% too fast
+        for batch in results.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=0):
             for rec in batch.to_dict("records"):
                 if rec["id"] in written:  # the same id twice in the input: keep the first
                     rec = {**rec, "status": "error", "reason": f"duplicate id {rec['id']!r}"}
