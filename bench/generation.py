@@ -3,7 +3,7 @@ step-synchronously vs as per-row async programs, and through s2ray vs chained ra
 prompts, k, sampling and engine settings for all.
 
     flock /tmp/s2ray-heavy.lock .venv/bin/python bench/generation.py [--rows 1024] [--k 8] [--out FILE]
-          [--quick] [--only a,b,c,d,e] [--e-cpus 2] [--config local-cpu] [a.b=value ...]
+          [--quick] [--only a,b,c,d,e] [--e-cpus 2] [--rounds N] [--config local-cpu] [a.b=value ...]
 
 The toy model (`ensure_toy_model`), `--rows` unlabelled toy rows of last_letter + coin_flip (interleaved, fixed
 seed), k samples per row at generate.temperature / generate.max_tokens, engine settings from cfg.engine:
@@ -47,6 +47,9 @@ batch); those are part of its job, and cheap next to generation.
 The headline ratios (`ratio_vs_vllm`, `ratio_vs_ray_data_llm`: s2ray tokens/s divided by each) use steady tokens/s
 where both sides have a trusted steady number and end-to-end tokens/s otherwise (`ratio_clocks` says which);
 `ratios_steady` and `ratios_end_to_end` hold both. Engines run one after another, never two at once.
+--rounds N runs the selected systems N times in turn (a, b, c, ..., a, b, c, ...): each ratio is the median of its
+per-round ratios (`ratios_per_round`), and each system's row is its median round, with every round's tokens/s in
+`rounds`. On a shared 2-core machine one run's raw engine alone moves by +-15%; pairs from the same round share it.
 """
 
 from __future__ import annotations
@@ -145,6 +148,37 @@ def ratios(systems: dict[str, dict], clock: str = "steady") -> dict[str, float |
     tps = {name: (s.get(key) if s and (clock != "steady" or s.get("steady_trusted", True)) else None)
            for name, s in systems.items()}
     return {name: ratio(tps.get(num), tps.get(den)) for name, (num, den) in RATIOS.items()}
+
+
+def combine_rounds(per_round: list[dict[str, dict]]) -> dict[str, dict]:
+    """Each system's result from the round with its median throughput (steady where trusted, else end-to-end; the
+    lower middle of an even count), with every round's tokens/s in `rounds`. One round: that round, unchanged."""
+    combined: dict[str, dict] = {}
+    for name in dict.fromkeys(n for systems in per_round for n in systems):
+        runs = [systems[name] for systems in per_round if name in systems]
+        if len(per_round) == 1:
+            combined[name] = runs[0]
+            continue
+
+        def speed(r: dict) -> float:
+            steady = r["tokens_per_s_steady"] if r.get("steady_trusted", True) else None
+            return steady or r["tokens_per_s_end_to_end"] or 0.0
+
+        median = sorted(runs, key=speed)[(len(runs) - 1) // 2]
+        combined[name] = {**median, "rounds": [
+            {"tokens_per_s_steady": r["tokens_per_s_steady"], "steady_trusted": r.get("steady_trusted", True),
+             "tokens_per_s_end_to_end": r["tokens_per_s_end_to_end"]} for r in runs]}
+    return combined
+
+
+def median_ratios(per_round: list[dict[str, float | None]]) -> dict[str, float | None]:
+    """Each ratio's median over the rounds that have it: both sides of a ratio ran minutes apart in the same round,
+    so a slow spell of the machine moves both."""
+    import statistics
+
+    return {name: (round(statistics.median(values), 3) if (values := [r[name] for r in per_round
+                                                                       if r.get(name) is not None]) else None)
+            for name in RATIOS}
 
 
 def headline(steady: dict[str, float | None], end_to_end: dict[str, float | None]) -> tuple[dict, dict]:
@@ -525,6 +559,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(e: the 2-step rar2 through s2ray vs chained ray.data.llm processors)")
     parser.add_argument("--e-cpus", type=float, default=2.0, help="(e) CPUs each side gets in all: s2ray's one "
                         "actor, or ray.data.llm's two engine stages (half each)")
+    parser.add_argument("--rounds", type=int, default=1, help="run the selected systems this many times, one "
+                        "after another; each ratio is the median of its per-round ratios (a noisy machine: use 3)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 32 rows, k=4")
     parser.add_argument("--out", default=None, help="write the JSON result here")
     parser.add_argument("--workdir", default=None, help="where s2ray generate writes (default: a temp folder)")
@@ -535,14 +571,80 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
     assert args.only <= {"a", "b", "c", "d", "e"}, f"--only takes a,b,c,d,e; got {sorted(args.only)}"
     assert 1 <= args.rows <= 20000 and 1 <= args.k <= 64, "bounded: rows <= 20000, k <= 64"
+    assert 1 <= args.rounds <= 10, f"--rounds takes 1 to 10; got {args.rounds}"
     return args
+
+
+def run_round(args, cfg, cfg_rar2, model: str, rows: list[dict], sampling, failures: dict[str, str],
+              round_: int) -> dict[str, dict]:
+    """Every selected system once, one after another (engines never overlap); a system that fails is recorded in
+    `failures` and the others still run."""
+    import tempfile
+
+    from s2ray.engine import engine_env
+    from s2ray.generate import sampler_env
+
+    systems: dict[str, dict] = {}
+    label = f" (round {round_})" if args.rounds > 1 else ""
+    workdir = Path(args.workdir) / f"round-{round_}" if args.workdir and args.rounds > 1 else args.workdir
+
+    def attempt(name: str, fn) -> None:
+        try:
+            got = fn()
+            systems.update(got if name == "raw" else {name: got})
+        except Exception as e:  # noqa: BLE001
+            import traceback
+
+            traceback.print_exc()
+            failures[name + label] = f"{type(e).__name__}: {e}"
+        print({n: v["tokens_per_s_steady"] for n, v in systems.items()}, flush=True)
+
+    if "a" in args.only or "d" in args.only:
+        attempt("raw", lambda: run_raw_vllm(cfg, model, rows, sampling, run_step_sync="d" in args.only,
+                                            run_raw="a" in args.only))
+    if "d" in args.only:
+        attempt("async", lambda: run_async_programs(cfg, model, rows, sampling))
+    if args.only & {"b", "c", "e"}:
+        import ray
+
+        # every system's engines run with the same settings and environment, ray.data.llm's included: (b, c) what
+        # s2ray's sampler actors get (generate.cpu_threads too); (e) each engine's threads follow its actor's CPUs
+        def runtime_env(key: str) -> dict:
+            env = engine_env(cfg.engine) if key == "e" else sampler_env(cfg)
+            return {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": os.environ["VLLM_CPU_OMP_THREADS_BIND"], **env}}
+        todo = [("b", "s2ray")] if args.s2ray_input in ("file", "both") else []
+        todo += [("b", "s2ray_split")] if args.s2ray_input in ("split", "both") else []
+        for key, name in [*todo, ("c", "ray_data_llm"), ("e", "s2ray_rar2"), ("e", "ray_data_llm_rar2")]:
+            if key not in args.only:
+                continue
+            # (e): two logical CPUs more, so ray.data.llm's chat-template/tokenize/detokenize actors can be placed next
+            # to its two engine stages (else they wait forever); s2ray gets the same cluster
+            extra = 2 if key == "e" else 0
+            ray.init(num_cpus=os.cpu_count() + extra, include_dashboard=False, log_to_driver=False,
+                     runtime_env=runtime_env(key))
+            ray.data.DataContext.get_current().enable_progress_bars = False
+            try:
+                if name == "ray_data_llm_rar2":
+                    attempt(name, lambda: run_ray_data_llm_rar2(cfg, model, rows, sampling, args.rdl_batch_size,
+                                                                args.e_cpus))
+                elif name.startswith("s2ray"):
+                    with tempfile.TemporaryDirectory(prefix="s2ray-bench-") as tmp:
+                        attempt(name, lambda name=name, tmp=tmp: run_s2ray(
+                            cfg_rar2 if name == "s2ray_rar2" else cfg, model, rows, Path(workdir or tmp) / name,
+                            split=name == "s2ray_split"))
+                else:
+                    attempt(name, lambda: run_ray_data_llm(cfg, model, rows, sampling, args.rdl_batch_size,
+                                                           args.rdl_stages))
+            finally:
+                ray.shutdown()
+
+    distrust_faster_than_the_engine(systems)
+    return systems
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-    import tempfile
-
     from s2ray.config import load_config
     from s2ray.engine import engine_env
     from s2ray.methods import Sampling
@@ -556,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
         f"generate.min_valid={min(args.k, base.generate.min_valid)}", f"generate.temperature={temperature}",
         f"generate.max_tokens={max_tokens}"])
     cfg_rar2 = load_config(args.config, [*args.overrides, *(f"tasks.{t}.method=rar2" for t in TASKS),
-                                          f"generate.num_cpus={args.e_cpus}", f"generate.num_samples={args.k}",
+                                          f"generate.num_cpus={args.e_cpus}", "generate.cpu_threads=null",
+                                          f"generate.num_samples={args.k}",
                                           f"generate.min_valid={min(args.k, base.generate.min_valid)}",
                                           f"generate.temperature={temperature}", f"generate.max_tokens={max_tokens}"])
     env = engine_env(cfg.engine)
@@ -570,60 +673,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generation bench: {len(rows)} rows ({', '.join(TASKS)}), k={args.k}, temperature={temperature}, "
           f"max_tokens={max_tokens}, model {model}", flush=True)
 
-    systems: dict[str, dict] = {}
     failures: dict[str, str] = {}  # a system that fails is reported, the others still run
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-    def attempt(name: str, fn) -> None:
-        try:
-            got = fn()
-            systems.update(got if name == "raw" else {name: got})
-        except Exception as e:  # noqa: BLE001
-            import traceback
-
-            traceback.print_exc()
-            failures[name] = f"{type(e).__name__}: {e}"
-        print({n: v["tokens_per_s_steady"] for n, v in systems.items()}, flush=True)
-
-    if "a" in args.only or "d" in args.only:
-        attempt("raw", lambda: run_raw_vllm(cfg, model, rows, sampling, run_step_sync="d" in args.only,
-                                            run_raw="a" in args.only))
-    if "d" in args.only:
-        attempt("async", lambda: run_async_programs(cfg, model, rows, sampling))
-    if args.only & {"b", "c", "e"}:
-        import ray
-
-        # every system's engines run with the same settings, ray.data.llm's included
-        runtime_env = {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": os.environ["VLLM_CPU_OMP_THREADS_BIND"],
-                                    **engine_env(cfg.engine)}}
-        todo = [("b", "s2ray")] if args.s2ray_input in ("file", "both") else []
-        todo += [("b", "s2ray_split")] if args.s2ray_input in ("split", "both") else []
-        for key, name in [*todo, ("c", "ray_data_llm"), ("e", "s2ray_rar2"), ("e", "ray_data_llm_rar2")]:
-            if key not in args.only:
-                continue
-            # (e): two logical CPUs more, so ray.data.llm's chat-template/tokenize/detokenize actors can be placed next
-            # to its two engine stages (else they wait forever); s2ray gets the same cluster
-            extra = 2 if key == "e" else 0
-            ray.init(num_cpus=os.cpu_count() + extra, include_dashboard=False, log_to_driver=False,
-                     runtime_env=runtime_env)
-            ray.data.DataContext.get_current().enable_progress_bars = False
-            try:
-                if name == "ray_data_llm_rar2":
-                    attempt(name, lambda: run_ray_data_llm_rar2(cfg, model, rows, sampling, args.rdl_batch_size,
-                                                                args.e_cpus))
-                elif name.startswith("s2ray"):
-                    with tempfile.TemporaryDirectory(prefix="s2ray-bench-") as tmp:
-                        attempt(name, lambda name=name, tmp=tmp: run_s2ray(
-                            cfg_rar2 if name == "s2ray_rar2" else cfg, model, rows, Path(args.workdir or tmp) / name,
-                            split=name == "s2ray_split"))
-                else:
-                    attempt(name, lambda: run_ray_data_llm(cfg, model, rows, sampling, args.rdl_batch_size,
-                                                           args.rdl_stages))
-            finally:
-                ray.shutdown()
-
-    distrust_faster_than_the_engine(systems)
-    steady, end_to_end = ratios(systems), ratios(systems, "end_to_end")
+    per_round: list[dict[str, dict]] = []
+    for round_ in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"round {round_} of {args.rounds}", flush=True)
+        per_round.append(run_round(args, cfg, cfg_rar2, model, rows, sampling, failures, round_))
+    systems = combine_rounds(per_round)
+    steady = median_ratios([ratios(s) for s in per_round])
+    end_to_end = median_ratios([ratios(s, "end_to_end") for s in per_round])
     best, clocks = headline(steady, end_to_end)
     result = {
         "bench": "generation", "started": started,
@@ -632,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
                    "max_tokens": max_tokens, "row_seed": args.seed, "engine": cfg.engine.model_dump(),
                    "s2ray_generate": cfg.generate.model_dump(), "ray_data_llm_batch_size": args.rdl_batch_size,
                    "ray_data_llm_stages": args.rdl_stages,
-                   "s2ray_input": args.s2ray_input,
+                   "s2ray_input": args.s2ray_input, "rounds": args.rounds,
                    "overrides": args.overrides},
         "environment": environment(),
         "measure": ("tokens = len(output token ids) summed over samples and steps. steady: a/d1/d2 the generate "
@@ -642,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
                     "possibly made before it, >= 25% of its wall time). Headline ratios: steady where both sides "
                     "have one, else end-to-end (ratio_clocks)."),
         **best, "ratio_clocks": clocks, "ratios_steady": steady, "ratios_end_to_end": end_to_end,
+        "ratios_per_round": [{"steady": ratios(s), "end_to_end": ratios(s, "end_to_end")} for s in per_round],
         "goals": goals(best), "systems": systems,
         "failures": failures,
     }

@@ -159,6 +159,10 @@ class GenerateConfig(Strict):
     batch_size: int = Field(64, gt=0, description="Rows per Ray Data batch sent to a sampler actor.")
     concurrency: tuple[int, int] = Field((1, 1), description="(min, max) sampler actors; the pool autoscales.")
     num_cpus: float = Field(1, ge=0, description="CPUs reserved per sampler actor.")
+    cpu_threads: int | None = Field(
+        None, gt=0, description="CPU engines: OpenMP threads of each sampler actor's model (null: engine.cpu_threads, "
+        "else Ray's default, the actor's num_cpus). More than num_cpus lets the engine use cores that Ray's "
+        "accounting keeps for the read tasks and the driver, which need little while sampling runs.")
     num_gpus: float = Field(0, ge=0, description="GPUs per sampler actor (= engine.tensor_parallel_size on GPUs).")
     batches_per_actor: int = Field(2, gt=0, description="Batches in flight per actor (keeps its engine busy).")
 

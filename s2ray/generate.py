@@ -46,6 +46,15 @@ class System2Sampler:
         return {name: [r[name] for r in records] for name in RECORD_FIELDS}
 
 
+def sampler_env(cfg: Config) -> dict[str, str]:
+    """A sampler actor's environment from its process start: the engine's (`engine_env`: e.g. tcmalloc, preloaded)
+    and its model's OpenMP threads (`generate.cpu_threads`; Ray otherwise sets them to the actor's num_cpus)."""
+    env = engine_env(cfg.engine)
+    if cfg.generate.cpu_threads is not None:
+        env["OMP_NUM_THREADS"] = str(cfg.generate.cpu_threads)
+    return env
+
+
 def parse_line(number: int, raw: bytes, source: str) -> dict[str, Any]:
     """One input line -> {"id", "row": JSON of the clean row}; a bad line carries its error instead."""
     where = f"{source}:{number}"
@@ -147,7 +156,7 @@ def generate(cfg: Config, model: str | Path, out: Path, input_path: str | None =
         System2Sampler, fn_constructor_kwargs={"cfg_json": cfg.model_dump_json(), "model": str(model)},
         batch_size=gen.batch_size, concurrency=tuple(gen.concurrency), num_cpus=gen.num_cpus,
         num_gpus=gen.num_gpus, max_concurrency=gen.batches_per_actor,
-        runtime_env={"env_vars": engine_env(cfg.engine)})  # e.g. tcmalloc, preloaded as the actor's process starts
+        runtime_env={"env_vars": sampler_env(cfg)})  # from the actor process's start (e.g. tcmalloc preloaded)
 
     counts = {"kept": 0, "dropped": 0, "error": 0, "duplicate": 0}
     tokens, start, written = 0, time.time(), set(done)

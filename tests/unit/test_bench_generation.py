@@ -162,3 +162,25 @@ def test_a_window_faster_than_the_raw_engine_is_a_burst():
     assert s2ray["steady_trusted"] and vllm["steady_trusted"]
     assert ratios(systems)["ratio_vs_ray_data_llm"] is None  # the headline falls back to end-to-end
     distrust_faster_than_the_engine({"ray_data_llm": rdl})  # without (a) in the run: nothing to compare with
+
+
+def test_rounds_take_each_systems_median_round_and_each_ratios_median():
+    from bench.generation import combine_rounds, median_ratios
+
+    def round_(vllm, s2ray):
+        return {"vllm": system_result(1000, 10, 1000, 1000 / vllm), "s2ray": system_result(900, 20, 900, 900 / s2ray)}
+
+    per_round = [round_(100, 90), round_(50, 40), round_(80, 80)]
+    combined = combine_rounds(per_round)
+    assert combined["vllm"]["tokens_per_s_steady"] == 80.0 and combined["s2ray"]["tokens_per_s_steady"] == 80.0
+    assert [r["tokens_per_s_steady"] for r in combined["vllm"]["rounds"]] == [100.0, 50.0, 80.0]
+    # per-round ratios 0.9, 0.8, 1.0 -> 0.9; the ratio of the median rounds (80 / 80) would say 1.0
+    assert median_ratios([ratios(s) for s in per_round])["ratio_vs_vllm"] == 0.9
+    assert median_ratios([ratios(s) for s in per_round])["ratio_vs_ray_data_llm"] is None
+    # an even count takes the lower middle; one round is passed through unchanged (no "rounds" key)
+    assert combine_rounds(per_round[:2])["vllm"]["tokens_per_s_steady"] == 50.0
+    assert combine_rounds(per_round[:1]) == per_round[0]
+    # a round whose steady window is untrusted ranks by its end-to-end rate (90, not its window's 900)
+    untrusted = {**system_result(900, 10, 900, 1.0), "steady_trusted": False}
+    trusted = {**system_result(900, 30, 900, 90.0), "steady_trusted": True}  # steady 10
+    assert combine_rounds([{"s2ray": untrusted}, {"s2ray": trusted}])["s2ray"]["wall_s"] == 30

@@ -61,3 +61,17 @@ def test_toy_fingerprint_tracks_the_toy_config():
     a, b = load_config("local-cpu"), load_config("local-cpu", ["toy_model.steps=10"])
     assert a.toy_model.fingerprint() != b.toy_model.fingerprint()
     assert a.toy_model.fingerprint() == load_config("local-cpu", ["eval.seed=9"]).toy_model.fingerprint()
+
+
+def test_sampler_threads_reach_the_actor_environment():
+    from s2ray.generate import sampler_env
+
+    cfg = load_config("local-cpu", ["engine.malloc=system"])
+    assert cfg.generate.cpu_threads == 2 and sampler_env(cfg)["OMP_NUM_THREADS"] == "2"
+    # null: engine.cpu_threads, else nothing (Ray sets the actor's num_cpus)
+    assert "OMP_NUM_THREADS" not in sampler_env(load_config("local-cpu", ["engine.malloc=system",
+                                                                          "generate.cpu_threads=null"]))
+    both = load_config("local-cpu", ["engine.malloc=system", "generate.cpu_threads=null", "engine.cpu_threads=3"])
+    assert sampler_env(both)["OMP_NUM_THREADS"] == "3"
+    with pytest.raises(ValueError, match="cpu_threads"):
+        load_config("local-cpu", ["generate.cpu_threads=0"])
