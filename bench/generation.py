@@ -153,17 +153,16 @@ def ratios(systems: dict[str, dict], clock: str = "steady") -> dict[str, float |
 def combine_rounds(per_round: list[dict[str, dict]]) -> dict[str, dict]:
     """Each system's result from the round with its median throughput (steady where trusted, else end-to-end; the
     lower middle of an even count), with every round's tokens/s in `rounds`. One round: that round, unchanged."""
+    if len(per_round) == 1:
+        return per_round[0]
+
+    def speed(r: dict) -> float:
+        steady = r["tokens_per_s_steady"] if r.get("steady_trusted", True) else None
+        return steady or r["tokens_per_s_end_to_end"] or 0.0
+
     combined: dict[str, dict] = {}
     for name in dict.fromkeys(n for systems in per_round for n in systems):
         runs = [systems[name] for systems in per_round if name in systems]
-        if len(per_round) == 1:
-            combined[name] = runs[0]
-            continue
-
-        def speed(r: dict) -> float:
-            steady = r["tokens_per_s_steady"] if r.get("steady_trusted", True) else None
-            return steady or r["tokens_per_s_end_to_end"] or 0.0
-
         median = sorted(runs, key=speed)[(len(runs) - 1) // 2]
         combined[name] = {**median, "rounds": [
             {"tokens_per_s_steady": r["tokens_per_s_steady"], "steady_trusted": r.get("steady_trusted", True),
