@@ -165,3 +165,34 @@ def test_a_caller_whose_event_loop_closed_does_not_stop_the_engine():
     asyncio.run(core.check_health())
     assert "orphan" not in engine.live
     core.shutdown()
+
+
+def test_release_openmp_pool_ends_the_calling_threads_openmp_workers():
+    """A thread-core engine is built in one thread and stepped in another: the building thread's OpenMP pool must go,
+    or libgomp sees more workers than cores and stops spin-waiting (measured: a quarter of the throughput)."""
+    import os
+    import time
+
+    torch = pytest.importorskip("torch")
+    from s2ray.engine import release_openmp_pool
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    counts, released = [], []
+
+    def build():
+        torch.set_num_threads(2)  # this thread's team: itself and one pool worker
+        torch.ones(1 << 22).exp_()  # large enough for a parallel region
+        counts.append(threads())
+        released.append(release_openmp_pool())
+        deadline = time.monotonic() + 5
+        while threads() >= counts[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        counts.append(threads())
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    worker.join()
+    assert released == [True]
+    assert counts[1] == counts[0] - 1, f"threads before/after the release: {counts}"
