@@ -3,7 +3,8 @@
     s2ray toy-model                      # builds (or reuses) .s2ray/models/toy-<fingerprint>/
     s2ray toy-model toy_model.steps=300  # a quicker, weaker model
 
-Deterministic from toy_model.seed; HF format (safetensors, tokenizer, chat template), loadable by transformers
+Deterministic from toy_model.seed on one kind of CPU (oneDNN's bf16 kernels differ by instruction set: the build
+caps them at `toy_model.onednn_max_isa`, in a process of its own); HF format (safetensors, tokenizer, chat template), loadable by transformers
 and vLLM. Loss is on reply tokens only: the corpus teaches how to answer, not how to ask.
 """
 
@@ -12,9 +13,12 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+import os
 import random
 import queue
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -64,8 +68,19 @@ def ensure_toy_model(cfg: Config) -> Path:
     with open(out.parent / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / DONE).exists():
-            build(cfg.toy_model, out)
+            build_in_child(cfg.toy_model, out)
     return out
+
+
+def build_in_child(toy: ToyModelConfig, out: Path) -> None:
+    """`build` in a fresh process: oneDNN reads ONEDNN_MAX_CPU_ISA once, at its first kernel, so the cap must be in
+    place before any torch work; the caller's process may have done some already."""
+    env = dict(os.environ)
+    if toy.onednn_max_isa:
+        env["ONEDNN_MAX_CPU_ISA"] = toy.onednn_max_isa
+    done = subprocess.run([sys.executable, "-m", "s2ray.toy.build", toy.model_dump_json(), str(out)], env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"toy model build into {out} failed (exit {done.returncode}; its output is above)")
 
 
 def _batches(toy: ToyModelConfig, tokenizer: PreTrainedTokenizerFast, pool: int = 2048):
@@ -171,3 +186,7 @@ def build(toy: ToyModelConfig, out: Path) -> Path:
     (out / DONE).write_text(json.dumps({"config": toy.model_dump(), "log": log,
                                         "seconds": round(time.time() - start, 1)}, indent=1))
     return out
+
+
+if __name__ == "__main__":  # build_in_child's process: python -m s2ray.toy.build TOY_CONFIG_JSON OUT
+    build(ToyModelConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2]))

@@ -75,3 +75,28 @@ def test_sampler_threads_reach_the_actor_environment():
     assert sampler_env(both)["OMP_NUM_THREADS"] == "3"
     with pytest.raises(ValueError, match="cpu_threads"):
         load_config("local-cpu", ["generate.cpu_threads=0"])
+
+
+def test_toy_build_runs_in_its_own_process_with_the_onednn_cap(monkeypatch, tmp_path):
+    import subprocess
+
+    from s2ray.toy import build as toy_build
+
+    calls = []
+
+    def run(args, env):
+        calls.append((args, env))
+        return subprocess.CompletedProcess(args, 0 if len(calls) < 3 else 1)
+
+    monkeypatch.setattr(toy_build.subprocess, "run", run)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    toy = load_config("local-cpu").toy_model
+    toy_build.build_in_child(toy, tmp_path / "m")
+    args, env = calls[0]
+    assert args[1:3] == ["-m", "s2ray.toy.build"] and args[-1] == str(tmp_path / "m")
+    assert type(toy).model_validate_json(args[3]) == toy  # the child trains exactly this config
+    assert env["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_BF16"
+    toy_build.build_in_child(toy.model_copy(update={"onednn_max_isa": None}), tmp_path / "m")
+    assert "ONEDNN_MAX_CPU_ISA" not in calls[1][1]
+    with pytest.raises(RuntimeError, match="toy model build into .*/m failed"):
+        toy_build.build_in_child(toy, tmp_path / "m")
