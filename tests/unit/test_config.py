@@ -84,7 +84,7 @@ def test_toy_build_runs_in_its_own_process_with_the_onednn_cap(monkeypatch, tmp_
 
     calls = []
 
-    def run(args, env):
+    def run(args, env, check):
         calls.append((args, env))
         return subprocess.CompletedProcess(args, 0 if len(calls) < 3 else 1)
 
