@@ -156,7 +156,7 @@ class VLLMEngine:
             final = out
         assert final is not None, "vLLM returned no output"
         return [Completion(text=o.text, prompt_tokens=len(ids), output_tokens=len(o.token_ids),
-                           logprob=o.cumulative_logprob, lowest_logprob=_lowest(o))
+                           logprob=o.cumulative_logprob, lowest_logprob=_lowest(o), finish_reason=o.finish_reason)
                 for o in sorted(final.outputs, key=lambda o: o.index)]
 
     async def check_health(self) -> None:

@@ -43,6 +43,7 @@ class Completion:
     output_tokens: int
     logprob: float | None = None  # cumulative log-probability of the generated tokens, when asked for
     lowest_logprob: float | None = None  # the least likely generated token's log-probability, when asked for
+    finish_reason: str | None = None  # the engine's ("stop", "length": out of max_tokens or of context); None: unknown
 
 
 class Engine(Protocol):

@@ -144,11 +144,14 @@ class S2RayServer:
     # --- routes -------------------------------------------------------------------------------------------------
 
     @api.get("/health")
-    async def health(self) -> dict[str, str]:
-        await self.engine.check_health()
-        if self.base_handle is not None:
-            await self.base_handle.check_health.remote()
-        return {"status": "ok"}
+    async def health(self) -> Response:
+        try:
+            await self.engine.check_health()
+            if self.base_handle is not None:
+                await self.base_handle.check_health.remote()
+        except Exception as e:  # noqa: BLE001 - an engine that is down is a 503, not a server bug
+            return JSONResponse({"status": "unavailable", "error": f"{type(e).__name__}: {e}"}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @api.get("/v1/models")
     async def list_models(self, request: Request) -> Response:
@@ -185,10 +188,7 @@ class S2RayServer:
             sampling = protocol.sampling_of(body, max_n=self.cfg.serve.max_n,
                                             max_tokens_cap=self.cfg.engine.max_model_len - 1,
                                             default_max_tokens=self.cfg.serve.default_max_tokens)
-            task = body.get("task")
-            if task is not None and task not in TASKS:
-                raise protocol.RequestError(400, f"field 'task' must be one of {', '.join(TASKS)}, got {task!r}",
-                                            "task")
+            task = protocol.task_of(body, TASKS)
             if target.kind == "router" and sampling.n != 1:
                 raise protocol.RequestError(400, "the router answers with one choice: 'n' must be 1", "n")
             stream = bool(parsed.stream)
@@ -289,7 +289,7 @@ class S2RayServer:
                 yield chunks.usage(prompt_tokens, generated)
             yield "data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return StreamingResponse(protocol.guarded(events(), logger), media_type="text/event-stream")
 
     async def _stream_answer(self, model: str, answer: systems.Answer, chat: bool, usage: bool) -> AsyncIterator[str]:
         """System 2 and the router decide on the final answer before replying: it comes as one chunk per choice."""

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from s2ray.methods import Sampling
 
-# Parameters the OpenAI API has that s2ray does not honour: refused with 400 rather than silently ignored.
+# Parameters the OpenAI API (and vLLM's extensions of it) has that s2ray does not honour: refused with 400 unless
+# absent or at their default, rather than silently ignored. Defaults beyond None/false/empty, by parameter:
 UNSUPPORTED = ("stop", "logit_bias", "suffix", "tools", "functions", "response_format", "seed",
-               "best_of", "logprobs", "top_logprobs", "prompt_logprobs")
-NOT_DEFAULT = (None, False, [], {}, "", 1)  # best_of=1 and echo=False are the defaults
+               "best_of", "logprobs", "top_logprobs", "prompt_logprobs", "echo", "presence_penalty",
+               "frequency_penalty", "repetition_penalty", "top_k", "min_p", "min_tokens")
+DEFAULTS = {"best_of": (1,), "top_logprobs": (0,), "presence_penalty": (0,), "frequency_penalty": (0,),
+            "repetition_penalty": (1,), "top_k": (0, -1), "min_p": (0,), "min_tokens": (0,)}
 
 
 class RequestError(Exception):
@@ -72,17 +78,50 @@ def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise RequestError(400, f"request body is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") \
             from None
+    except RecursionError:
+        raise RequestError(400, "request body is not valid JSON (nested too deeply)") from None
+    except ValueError as e:  # e.g. an integer of over 4,300 digits
+        raise RequestError(400, f"request body is not valid JSON ({e})") from None
     if not isinstance(body, dict):
         raise RequestError(400, f"request body must be a JSON object, got {type(body).__name__}")
     return body
 
 
+def is_default(name: str, value: Any) -> bool:
+    """Absent, null, false, empty, or the parameter's own default number (true is not 1, nor false 0)."""
+    if value is None or value is False or (isinstance(value, (str, list, dict)) and not value):
+        return True
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and value in DEFAULTS.get(name, ()))
+
+
 def check_supported(body: dict[str, Any]) -> None:
     for name in UNSUPPORTED:
-        if body.get(name) not in NOT_DEFAULT:
-            raise RequestError(400, f"parameter {name!r} is not supported by this server", name)
-    if body.get("echo"):
-        raise RequestError(400, "parameter 'echo' is not supported by this server", "echo")
+        if not is_default(name, body.get(name)):
+            raise RequestError(400, f"parameter {name!r} is not supported by this server (got {body[name]!r})", name)
+
+
+def task_of(body: dict[str, Any], tasks: Any) -> str | None:
+    """The optional body field `task`: one of `tasks` (a task's answer extraction and method), or None."""
+    task = body.get("task")
+    if task is not None and (not isinstance(task, str) or task not in tasks):
+        raise RequestError(400, f"field 'task' must be one of {', '.join(tasks)}, got {task!r}", "task")
+    return task
+
+
+async def guarded(events: AsyncIterator[str], logger: logging.Logger) -> AsyncIterator[str]:
+    """Server-sent events as they come; if making them fails once the status line is out, an error event in the
+    OpenAI format (the `openai` client raises it as an APIError) and `[DONE]`, instead of a cut connection."""
+    try:
+        async for event in events:
+            yield event
+    except Exception as e:  # the client hears of it in the stream; the log keeps the traceback
+        logger.exception("stream failed after its first byte")
+        error = RequestError(500, f"the stream failed: {type(e).__name__}: {e}", None, "internal_server_error")
+        yield f"data: {json.dumps(error.body())}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        await events.aclose()
 
 
 def question_of_prompt(prompt: Any) -> str:
@@ -127,6 +166,8 @@ def sampling_of(body: dict[str, Any], *, max_n: int, max_tokens_cap: int, defaul
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
             raise RequestError(400, f"parameter {name!r} must be {'an integer' if integer else 'a number'}, "
                                     f"got {value!r}", name)
+        if not math.isfinite(value):  # JSON parsers take NaN and Infinity; NaN passes every comparison
+            raise RequestError(400, f"parameter {name!r} must be a finite number, got {value!r}", name)
         if value < low or value > high or (open_low and value == low):
             bounds = f"{'(' if open_low else '['}{low}, {high}]"
             raise RequestError(400, f"parameter {name!r} must be in {bounds}, got {value!r}", name)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
-from s2ray.methods import Engine, Sampling, get_method
+from s2ray.methods import Completion, Engine, Sampling, get_method
 from s2ray.serve.router import Decision, decide
 from s2ray.tasks import TASKS
 from s2ray.tasks.common import final_segment
@@ -64,11 +64,16 @@ def _finish(output_tokens: int, max_tokens: int) -> str:
     return "length" if output_tokens >= max_tokens else "stop"
 
 
+def _reason(completion: Completion, max_tokens: int) -> str:
+    """The engine's finish reason (it also says "length" when the context, not max_tokens, ran out), else ours."""
+    return completion.finish_reason or _finish(completion.output_tokens, max_tokens)
+
+
 async def system1(engine: Engine, prompt: str, sampling: Sampling) -> Answer:
     completions = await engine.generate(prompt, sampling)
     return Answer([c.text for c in completions], completions[0].prompt_tokens,
                   sum(c.output_tokens for c in completions),
-                  [_finish(c.output_tokens, sampling.max_tokens) for c in completions])
+                  [_reason(c, sampling.max_tokens) for c in completions])
 
 
 async def system2(engine: Engine, method: str, question: str, sampling: Sampling, style: str,
@@ -94,7 +99,9 @@ async def route(system1_engine: Engine, base_engine: Engine, prompt: str, questi
                            f"task {task!r} goes straight to System 2 (serve.router.system2_tasks)")
     else:
         samples = await system1_engine.generate(prompt, cheap)
-        verdict = decide([module.extract(c.text) for c in samples], [c.logprob for c in samples],
+        # a sample cut off by router.max_tokens (or the context) abstains: a truncated answer is never returned
+        answers = [None if _reason(c, cheap.max_tokens) == "length" else module.extract(c.text) for c in samples]
+        verdict = decide(answers, [c.logprob for c in samples],
                          [c.output_tokens for c in samples], router.min_agreement, router.min_mean_logprob,
                          [c.lowest_logprob for c in samples], router.min_token_logprob)
     spent = sum(c.output_tokens for c in samples)
@@ -104,7 +111,7 @@ async def route(system1_engine: Engine, base_engine: Engine, prompt: str, questi
             "system1_answer": verdict.answer, "system1_tokens": spent}
     if not verdict.escalate:
         return Answer([samples[verdict.index].text], samples[0].prompt_tokens, spent,
-                      [_finish(samples[verdict.index].output_tokens, cheap.max_tokens)], info)
+                      [_reason(samples[verdict.index], cheap.max_tokens)], info)
     deep = await system2(base_engine, method, question, replace(sampling, n=1), style, task)
     system1_prompt_tokens = samples[0].prompt_tokens if samples else 0
     return Answer(deep.texts, system1_prompt_tokens + deep.prompt_tokens, spent + deep.completion_tokens,

@@ -234,6 +234,15 @@ BAD_REQUESTS = [
     ("unsupported stop", "/completions", {"model": "system1", "prompt": "hi", "stop": ["\n"]}, 400, "stop",
      "not supported"),
     ("body too large", "/completions", {"model": "system1", "prompt": "x" * 1_100_000}, 413, None, "limit"),
+    ("JSON nested too deeply", "/completions", b"[" * 5000, 400, None, "not valid JSON"),
+    ("NaN temperature", "/completions", b'{"model": "system1", "prompt": "hi", "temperature": NaN}', 400,
+     "temperature", "finite"),
+    ("task not a string", "/completions", {"model": "router", "prompt": "hi", "task": ["last_letter"]}, 400, "task",
+     "task"),
+    ("unsupported presence_penalty", "/completions", {"model": "system1", "prompt": "hi", "presence_penalty": 0.5},
+     400, "presence_penalty", "not supported"),
+    ("seed 0", "/chat/completions", {"model": "system1", "messages": [{"role": "user", "content": "hi"}],
+                                      "seed": 0}, 400, "seed", "not supported"),
 ]
 
 

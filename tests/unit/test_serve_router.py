@@ -117,3 +117,28 @@ def test_system1_is_one_call_with_the_requested_sampling():
     answer = asyncio.run(systems.system1(engine, QUESTION, Sampling(n=2, max_tokens=1)))
     assert answer.texts == ["ere", "ere"] and answer.finish_reasons == ["length", "length"]
     assert engine.calls == [(QUESTION, Sampling(n=2, max_tokens=1))]
+
+
+def test_router_never_returns_a_system1_answer_cut_off_by_its_token_cap():
+    cut = "one two three four five six seven eight"  # router.max_tokens (8) words: the sample ran out of tokens
+    answer, _, s2 = route([cut] * 4)  # free text: all four agree on the cut-off text
+    assert answer.info["escalated"] and answer.texts == ["ere"] and len(s2.calls) == 1
+    assert answer.finish_reasons == ["stop"]
+
+
+class ContextEngine(ScriptedEngine):
+    """Scripted replies that stopped because the context ran out: the engine says "length" below max_tokens."""
+
+    async def generate(self, prompt, sampling):
+        return [Completion(c.text, c.prompt_tokens, c.output_tokens, finish_reason="length")
+                for c in await super().generate(prompt, sampling)]
+
+
+def test_finish_reason_is_the_engines_where_it_gives_one():
+    answer = asyncio.run(systems.system1(ContextEngine(lambda p, i: "er"), QUESTION, Sampling(max_tokens=64)))
+    assert answer.finish_reasons == ["length"]  # 1 token of 64, but the context was full
+    s1 = ContextEngine(lambda p, i: "er")
+    s2 = ScriptedEngine(lambda p, i: "rephrased: join. apple e, river r, stone e. answer: ere")
+    answer = asyncio.run(systems.route(s1, s2, QUESTION, QUESTION, Sampling(max_tokens=64), "toy", ROUTER, "rar1",
+                                       "last_letter"))
+    assert answer.info["escalated"] and answer.texts == ["ere"]  # cut-off System 1 samples abstain
