@@ -40,10 +40,15 @@ def cmd_toy_model(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_generate(cfg: Config, args: argparse.Namespace) -> int:
+    from s2ray.config import ConfigError
     from s2ray.generate import generate, precision_report
 
     out = run_folder(cfg, args.out)
-    generate(cfg, base_model(cfg), out / "generate" if not args.out else out, args.input)
+    try:
+        generate(cfg, base_model(cfg), out / "generate" if not args.out else out, args.input)
+    except ConfigError as e:  # e.g. resuming a folder written with another k
+        print(f"s2ray generate: {e}", file=sys.stderr)
+        return 2
     if not (args.input or cfg.generate.input):  # toy rows: gold is computable, report the kept targets' precision
         print(precision_report(out / "generate" if not args.out else out))
     return 0

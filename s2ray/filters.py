@@ -45,7 +45,11 @@ def order_swap(original: list[str | None], swapped_back: list[str | None], agree
     """Vote on both orders (swapped verdicts already mapped back); keep only if both orders' majorities agree."""
     first, second = majority(original, agreement, min_valid), majority(swapped_back, agreement, min_valid)
     both = majority(original + swapped_back, agreement, min_valid)
-    if first.answer is None or second.answer is None or first.answer != second.answer:
+    if first.answer is None or second.answer is None:  # an order with no valid verdict at all
+        side, vote = ("original", first) if first.answer is None else ("swapped", second)
+        return Vote(both.answer, both.agreement, both.valid, both.total, False,
+                    f"order-swap: the {side} order has no valid verdict ({vote.reason})")
+    if first.answer != second.answer:
         return Vote(both.answer, both.agreement, both.valid, both.total, False,
                     f"order-swap inconsistent ({first.answer} vs {second.answer} swapped)")
     if not (first.kept and second.kept):

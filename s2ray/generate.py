@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from tqdm import tqdm
 
-from s2ray.config import Config
+from s2ray.config import Config, ConfigError
 from s2ray.engine import engine_env
 from s2ray.sampling import RECORD_FIELDS, sample_row
 from s2ray.tasks import RowError, get_task, make_rows, validate_row
@@ -59,7 +59,7 @@ def parse_line(number: int, raw: bytes, source: str) -> dict[str, Any]:
     """One input line -> {"id", "row": JSON of the clean row}; a bad line carries its error instead."""
     where = f"{source}:{number}"
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8-sig") if number <= 1 else raw.decode("utf-8"))  # a BOM opens a file
         if not isinstance(data, dict):
             raise RowError(f"expected a JSON object, got {type(data).__name__}")
         row = validate_row(data)
@@ -67,9 +67,13 @@ def parse_line(number: int, raw: bytes, source: str) -> dict[str, Any]:
         return _bad(where, f"invalid UTF-8 ({e.reason} at byte {e.start})")
     except json.JSONDecodeError as e:
         return _bad(where, f"invalid JSON ({e.msg} at column {e.colno})")
-    except RowError as e:
+    except RowError as e:  # before ValueError, its base
         row_id = data.get("id") if isinstance(data, dict) else None
         return _bad(where, str(e), row_id, data.get("task") if isinstance(data, dict) else None)
+    except RecursionError:
+        return _bad(where, "invalid JSON (nested too deeply)")
+    except ValueError as e:  # e.g. an integer of over 4,300 digits: Python's json refuses it
+        return _bad(where, f"invalid JSON ({e})")
     row.pop("label", None)  # gold labels never enter the distillation path
     return {"id": row["id"], "row": json.dumps(row)}
 
@@ -88,8 +92,12 @@ def _lines(item: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _parquet_row(row: dict[str, Any]) -> dict[str, Any]:
+    import hashlib
+
     clean = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()}
-    return parse_line(0, json.dumps(clean, default=str).encode(), "parquet")
+    raw = json.dumps(clean, default=str).encode()
+    # a bad row without a usable id is named by its content: Parquet rows carry no line number
+    return parse_line(0, raw, f"parquet row {hashlib.sha1(raw).hexdigest()[:12]}")
 
 
 def read_inputs(path: str):
@@ -117,31 +125,70 @@ def toy_inputs(cfg: Config, out: Path) -> Path:
 
 
 def recorded_ids(path: Path) -> set[str]:
-    """Ids already in an append-only JSONL file; a torn last line (killed writer) is cut off."""
+    """Ids already in an append-only JSONL file. A last line without its newline (a killed writer) is cut off, even
+    when it parses: the next run appends after it. Other unreadable lines are skipped, never truncated away."""
     if not path.exists():
         return set()
     ids, good_bytes = set(), 0
     with open(path, "rb") as f:
         for raw in f:
-            try:
-                ids.add(json.loads(raw)["id"])
-                good_bytes += len(raw)
-            except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+            if not raw.endswith(b"\n"):
                 break
+            good_bytes += len(raw)
+            rec = _json_object(raw)
+            if rec is not None and "id" in rec:
+                ids.add(rec["id"])
     if good_bytes < path.stat().st_size:
         with open(path, "r+b") as f:
             f.truncate(good_bytes)
     return ids
 
 
+def _json_object(raw: bytes | str) -> dict[str, Any] | None:
+    """One line of records.jsonl / errors.jsonl, or None for a blank or unreadable one."""
+    try:
+        rec = json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def record_settings(cfg: Config, model: str | Path) -> dict[str, Any]:
+    """What decides a row's record: rows recorded under other settings must not be mixed into one distill set."""
+    local = Path(model)
+    gen = cfg.generate
+    return {"model": str(local.resolve()) if local.exists() else str(model), "prompt_style": cfg.prompt_style,
+            "tasks": {name: spec.model_dump() for name, spec in sorted(cfg.tasks.items())},
+            **{f"generate.{k}": getattr(gen, k) for k in ("num_samples", "temperature", "top_p", "max_tokens",
+                                                          "agreement", "min_valid", "filter", "order_swap",
+                                                          "both_orders")},
+            "engine.seed": cfg.engine.seed, "engine.max_model_len": cfg.engine.max_model_len}
+
+
+def check_resume(out: Path, settings: dict[str, Any], resuming: bool) -> None:
+    """Record this run's settings in `out`; when resuming, refuse settings other than the ones recorded there."""
+    path = out / "settings.json"
+    settings = json.loads(json.dumps(settings))  # as JSON has them (tuples as lists)
+    if resuming and path.exists():
+        before = json.loads(path.read_text())
+        changed = [f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in sorted(before.keys() | settings.keys())
+                   if before.get(k) != settings.get(k)]
+        if changed:
+            raise ConfigError(f"{out} holds records made with other settings ({'; '.join(changed)}); rerun with "
+                              f"those to resume, or write to a new --out")
+    path.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
+
+
 def generate(cfg: Config, model: str | Path, out: Path, input_path: str | None = None) -> dict[str, Any]:
-    """Run System 2 sampling over the inputs into `out`; returns the summary (also written to summary.json)."""
+    """Run System 2 sampling over the inputs into `out`; returns the summary (also written to summary.json).
+    Resuming into a folder written with other record settings (k, tau, methods, model, ...) raises ConfigError."""
     import ray
 
     out.mkdir(parents=True, exist_ok=True)
-    source = input_path or cfg.generate.input or str(toy_inputs(cfg, out))
     records_path, errors_path = out / "records.jsonl", out / "errors.jsonl"
     done = recorded_ids(records_path) | recorded_ids(errors_path)
+    check_resume(out, record_settings(cfg, model), resuming=bool(done))
+    source = input_path or cfg.generate.input or str(toy_inputs(cfg, out))
     gen = cfg.generate
     if not ray.is_initialized():
         ray.init(runtime_env={"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}}, log_to_driver=False)
@@ -210,7 +257,9 @@ def finish(out: Path, counts: dict[str, int], tokens: int, seconds: float, resum
     kept, per_task = [], {}
     with open(out / "records.jsonl") as f:
         for line in f:
-            rec = json.loads(line)
+            rec = _json_object(line)
+            if rec is None or not set(RECORD_FIELDS) <= rec.keys():
+                continue  # a blank or hand-damaged line: recorded_ids skipped it too, so its row was sampled again
             stats = per_task.setdefault(rec["task"], {"rows": 0, "kept": 0, "generated_tokens": 0})
             stats["rows"] += 1
             stats["generated_tokens"] += rec["generated_tokens"]
@@ -228,7 +277,10 @@ def finish(out: Path, counts: dict[str, int], tokens: int, seconds: float, resum
     error_kinds: dict[str, int] = {}
     if (out / "errors.jsonl").exists():
         for line in open(out / "errors.jsonl"):
-            kind = error_kind(json.loads(line)["reason"])
+            rec = _json_object(line)
+            if rec is None or "reason" not in rec:
+                continue
+            kind = error_kind(str(rec["reason"]))
             error_kinds[kind] = error_kinds.get(kind, 0) + 1
     errors = sum(error_kinds.values())
     summary = {"this_run": {**counts, "generated_tokens": tokens, "seconds": round(seconds, 1),
@@ -260,8 +312,9 @@ def precision_report(out: Path, taus: tuple[float, ...] = (0.5, 0.625, 0.75, 0.8
     """
     inputs = {r["id"]: r for r in map(json.loads, open(out / "inputs.jsonl"))}
     by_task: dict[str, list[dict]] = {}
-    for rec in map(json.loads, open(out / "records.jsonl")):
-        by_task.setdefault(rec["task"], []).append(rec)
+    for rec in filter(None, map(_json_object, open(out / "records.jsonl"))):
+        if rec.get("id") in inputs:
+            by_task.setdefault(rec["task"], []).append(rec)
     lines = [f"{'task':<13}{'tau':>6}{'kept':>8}{'precision':>11}"]
     for task_name, recs in sorted(by_task.items()):
         task = get_task(task_name)

@@ -51,8 +51,8 @@ async def sample_row(engine: Engine, cfg: Config, row: dict[str, Any]) -> dict[s
             vote = order_swap(votes, back, tau, gen.min_valid)
             votes += back
         elif gen.filter == "usc":
-            vote, judge = await _usc(engine, task, fields, traces, style, gen.max_tokens)
-            traces.append(judge)
+            vote, judge = await _usc(engine, task, fields, traces, style, gen.max_tokens, tau, gen.min_valid)
+            traces += judge
         else:
             vote = majority(votes, tau, gen.min_valid)
     except ValueError as e:  # prompt too long for the context, and other per-row input problems
@@ -70,15 +70,25 @@ async def sample_row(engine: Engine, cfg: Config, row: dict[str, Any]) -> dict[s
     }
 
 
-async def _usc(engine: Engine, task, fields, traces, style: str, max_tokens: int):
-    """Universal self-consistency: one greedy call picks the most consistent of the k outputs."""
-    from s2ray.methods.base import Trace, step
+async def _usc(engine: Engine, task, fields, traces, style: str, max_tokens: int, tau: float, min_valid: int):
+    """Universal self-consistency: one greedy call picks the most consistent of the k outputs. Rows with fewer
+    than `min_valid` parseable answers are dropped as under majority voting; when the k outputs together do not fit
+    the context, the majority vote decides instead. Returns (vote, the extra call's traces)."""
+    from s2ray.methods.base import PromptTooLong, Trace, step
 
+    votes = [t.answer for t in traces]
+    valid = sum(a is not None for a in votes)
+    if valid < min_valid:
+        return majority(votes, tau, min_valid), []  # dropped: too few valid votes, and no call spent on it
     prompt = usc_prompt(task.question(fields, style), [t.output for t in traces])
-    (picked,) = await engine.generate(prompt, Sampling(n=1, temperature=0.0, max_tokens=max_tokens))
+    try:
+        (picked,) = await engine.generate(prompt, Sampling(n=1, temperature=0.0, max_tokens=max_tokens))
+    except PromptTooLong:
+        vote = majority(votes, tau, min_valid)
+        return Vote(vote.answer, vote.agreement, vote.valid, vote.total, vote.kept,
+                    f"{vote.reason} (majority vote: the {len(traces)} outputs are too long for one USC prompt)"), []
     index = usc_choice(picked.text, len(traces))
     answer = traces[index].answer if index is not None else None
-    valid = sum(t.answer is not None for t in traces)
-    agree = sum(t.answer == answer for t in traces) / valid if answer is not None and valid else 0.0
+    agree = sum(a == answer for a in votes) / valid if answer is not None and valid else 0.0
     reason = "kept" if answer is not None else "universal self-consistency picked no valid response"
-    return Vote(answer, agree, valid, len(traces), answer is not None, reason), Trace([step("usc", prompt, picked)])
+    return Vote(answer, agree, valid, len(traces), answer is not None, reason), [Trace([step("usc", prompt, picked)])]

@@ -97,8 +97,16 @@ def single(sampling: Sampling) -> Sampling:
 
 
 async def chains(first: list[Completion], then: Callable[[Completion], Awaitable[Trace]]) -> list[Trace]:
-    """Continue each first-step sample as its own chain, all chains concurrently on the engine."""
-    return list(await asyncio.gather(*(then(c) for c in first)))
+    """Continue each first-step sample as its own chain, all chains concurrently on the engine. A chain whose later
+    prompt outgrows the context (its first step wrote too much) abstains, its first step's tokens counted; the row's
+    other chains go on. A first prompt that does not fit raises before this, for the whole row."""
+    async def chain(c: Completion) -> Trace:
+        try:
+            return await then(c)
+        except PromptTooLong:
+            return Trace(steps=[step("cut: the next prompt is too long for the context", "", c)], answer=None)
+
+    return list(await asyncio.gather(*(chain(c) for c in first)))
 
 
 def templates(prompts: dict[str, dict[str, str]], style: str, method: str) -> dict[str, str]:

@@ -51,3 +51,8 @@ def test_usc_prompt_and_choice():
 def test_kept_at_other_thresholds():
     votes = ["a", "a", "a", "b", None]
     assert kept_at(votes, 0.75) and not kept_at(votes, 0.8)
+
+
+def test_order_swap_names_the_order_without_a_valid_verdict():
+    vote = order_swap(["A", "A", "A"], [None, None, None], 0.75, 2)
+    assert not vote.kept and "swapped order has no valid verdict" in vote.reason

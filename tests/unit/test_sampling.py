@@ -116,3 +116,90 @@ def test_toy_inputs_follow_each_tasks_rows_weight_and_carry_no_labels(tmp_path):
     counts = {name: sum(r["task"] == name for r in rows) for name in cfg.tasks}
     assert counts == {name: 20 if name == "pair_judge" else 10 for name in cfg.tasks}
     assert not any("label" in r for r in rows)
+
+
+class Overflowing(ScriptedEngine):
+    """Raises PromptTooLong for any prompt holding "LONG", as VLLMEngine does for prompts over the context."""
+
+    async def generate(self, prompt, sampling):
+        if "LONG" in prompt:
+            from s2ray.methods.base import PromptTooLong
+
+            raise PromptTooLong("prompt is 600 tokens; the context holds 512")
+        return await super().generate(prompt, sampling)
+
+
+def test_a_chain_whose_next_prompt_is_too_long_abstains_and_the_row_goes_on():
+    row = {"id": "c", "task": "last_letter", "words": ["apple", "river", "stone"]}
+    def reply(p, i):  # rar2: sample 3's rephrase is too long to answer from; the other three answer
+        return ("LONG" if i == 3 else "join 3 words") if p.startswith("rephrase.") else "x. answer: ere"
+    rec = asyncio.run(sample_row(Overflowing(reply), CFG, row))
+    assert rec["status"] == "kept" and rec["target"] == "ere", rec["reason"]
+    assert json.loads(rec["votes"]) == ["ere", "ere", "ere", None] and rec["valid"] == 3
+    assert rec["generated_tokens"] == 3 * 3 + 1 + 3 * 3  # every first step's tokens ("LONG" too): words here
+
+
+USC = load_config("local-cpu", ["generate.num_samples=4", "generate.min_valid=2", "generate.filter=usc"])
+OPINION = {"id": "o", "task": "opinion_qa", "question": "What is 2 + 3?", "opinion": "I think it is 7."}
+
+
+def test_usc_drops_rows_with_too_few_valid_answers_without_a_call():
+    def reply(p, i):  # s2a: rewrite (sample 0 differs), then answer: one valid answer of 4; min_valid is 2
+        if p.startswith("rewrite"):
+            return "good" if i == 0 else "bad"
+        return "answer: 5" if p == "good" else ""
+    engine = ScriptedEngine(reply)
+    rec = asyncio.run(sample_row(engine, USC, OPINION))
+    assert rec["status"] == "dropped" and "valid" in rec["reason"], rec["reason"]
+    assert not any(p.startswith("I have generated") for p, _ in engine.calls)
+
+
+def test_usc_falls_back_to_the_majority_vote_when_its_prompt_does_not_fit():
+    def reply(p, i):  # s2a: rewrite, then answer; the k answers are too long together for the USC prompt
+        return "what is 2 + 3?" if p.startswith("rewrite") else "LONG answer: 5"
+    rec = asyncio.run(sample_row(Overflowing(reply), USC, OPINION))
+    assert rec["status"] == "kept" and rec["target"] == "5" and "majority vote" in rec["reason"], rec
+
+
+def test_lines_python_cannot_hold_and_a_byte_order_mark():
+    for raw in (b"[" * 5000, b'{"id": "x", "n": ' + b"9" * 5000 + b"}"):
+        bad = parse_line(7, raw, "in.jsonl")  # used to raise out of the read: the job failed on every rerun
+        assert bad["id"] == "<in.jsonl:7>" and "invalid JSON" in json.loads(bad["row"])["error"]
+    bom = parse_line(1, b'\xef\xbb\xbf{"id": "a", "task": "arithmetic", "expression": "1+2"}', "in.jsonl")
+    assert bom["id"] == "a" and "error" not in json.loads(bom["row"])
+
+
+def test_bad_parquet_rows_do_not_share_one_id():
+    from s2ray.generate import _parquet_row
+
+    ids = {_parquet_row({"task": "arithmetic", "expression": e})["id"] for e in ("1+2", "2+3", "3+4")}
+    assert len(ids) == 3 and all(i.startswith("<parquet row ") for i in ids)
+
+
+def test_recorded_ids_cuts_a_last_line_without_its_newline_even_when_it_parses(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}')  # the next run would append to it: one line, two records
+    assert recorded_ids(path) == {"a"} and path.read_text() == '{"id": "a"}\n'
+
+
+def test_recorded_ids_skips_bad_middle_lines_and_keeps_what_follows(tmp_path):
+    path = tmp_path / "records.jsonl"
+    text = '{"id": "a"}\n\n[1]\n{"id": "b", "tas\n{"id": "c"}\n'
+    path.write_text(text)
+    assert recorded_ids(path) == {"a", "c"} and path.read_text() == text  # "b" is sampled again; nothing cut
+
+
+def test_resuming_with_other_record_settings_is_refused_naming_them(tmp_path):
+    import pytest
+
+    from s2ray.config import ConfigError
+    from s2ray.generate import check_resume, record_settings
+
+    settings = record_settings(CFG, "toy-model-path")
+    check_resume(tmp_path, settings, resuming=False)
+    check_resume(tmp_path, settings, resuming=True)  # the same settings resume
+    other = record_settings(load_config("local-cpu", ["generate.num_samples=8", "generate.min_valid=2"]),
+                            "toy-model-path")
+    with pytest.raises(ConfigError, match=r"generate.num_samples: 4 -> 8"):
+        check_resume(tmp_path, other, resuming=True)
+    check_resume(tmp_path, other, resuming=False)  # a fresh folder (nothing recorded) takes the new settings
