@@ -64,12 +64,17 @@ def cmd_eval(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from s2ray.config import ConfigError
     from s2ray.pipeline import pick_run_dir, run_pipeline
 
     model = base_model(cfg)
     run_dir = pick_run_dir(cfg, args.out, args.fresh)
     print(f"run folder: {run_dir}")
-    run_pipeline(cfg, model, run_dir)
+    try:
+        run_pipeline(cfg, model, run_dir)
+    except ConfigError as e:  # e.g. --out names a run whose generation was made with another k
+        print(f"s2ray run: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
