@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,13 @@ def order_swap(original: list[str | None], swapped_back: list[str | None], agree
     both = majority(original + swapped_back, agreement, min_valid)
     if first.answer is None or second.answer is None:  # an order with no valid verdict at all
         side, vote = ("original", first) if first.answer is None else ("swapped", second)
-        return Vote(both.answer, both.agreement, both.valid, both.total, False,
-                    f"order-swap: the {side} order has no valid verdict ({vote.reason})")
+        return replace(both, kept=False, reason=f"order-swap: the {side} order has no valid verdict ({vote.reason})")
     if first.answer != second.answer:
-        return Vote(both.answer, both.agreement, both.valid, both.total, False,
-                    f"order-swap inconsistent ({first.answer} vs {second.answer} swapped)")
+        return replace(both, kept=False,
+                       reason=f"order-swap inconsistent ({first.answer} vs {second.answer} swapped)")
     if not (first.kept and second.kept):
-        return Vote(both.answer, both.agreement, both.valid, both.total, False,
-                    f"order-swap: {first.reason if not first.kept else second.reason}")
-    return Vote(both.answer, both.agreement, both.valid, both.total, True, "kept")
+        return replace(both, kept=False, reason=f"order-swap: {first.reason if not first.kept else second.reason}")
+    return replace(both, kept=True, reason="kept")
 
 
 USC_PROMPT = ("I have generated the following responses to the question: {question}\n\n{responses}\n\n"

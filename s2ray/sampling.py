@@ -7,6 +7,7 @@ happened to the row: kept (with its System 1 prompt and target), dropped (and wh
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from s2ray.config import Config
@@ -85,8 +86,8 @@ async def _usc(engine: Engine, task, fields, traces, style: str, max_tokens: int
         (picked,) = await engine.generate(prompt, Sampling(n=1, temperature=0.0, max_tokens=max_tokens))
     except PromptTooLong:
         vote = majority(votes, tau, min_valid)
-        return Vote(vote.answer, vote.agreement, vote.valid, vote.total, vote.kept,
-                    f"{vote.reason} (majority vote: the {len(traces)} outputs are too long for one USC prompt)"), []
+        return replace(vote, reason=f"{vote.reason} (majority vote: the {len(traces)} outputs are too long for one USC "
+                                    f"prompt)"), []
     index = usc_choice(picked.text, len(traces))
     answer = traces[index].answer if index is not None else None
     agree = sum(a == answer for a in votes) / valid if answer is not None and valid else 0.0
