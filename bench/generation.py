@@ -3,12 +3,15 @@ step-synchronously vs as per-row async programs, and through s2ray vs chained ra
 prompts, k, sampling and engine settings for all.
 
     flock /tmp/s2ray-heavy.lock .venv/bin/python bench/generation.py [--rows 1024] [--k 8] [--out FILE]
-          [--quick] [--only a,b,c,d,e] [--e-cpus 2] [--rounds N] [--config local-cpu] [a.b=value ...]
+          [--quick] [--only a,a2,b,c,d,e] [--e-cpus 2] [--rounds N] [--config local-cpu] [a.b=value ...]
 
 The toy model (`ensure_toy_model`), `--rows` unlabelled toy rows of last_letter + coin_flip (interleaved, fixed
 seed), k samples per row at generate.temperature / generate.max_tokens, engine settings from cfg.engine:
 
   (a) vllm          raw `vllm.LLM.generate` of every row's rar1 prompt with n=k, in this process.
+  (a2) vllm_in_actor  (--only a2) (a) inside a plain Ray actor (`num_cpus` = generate.num_cpus, the runtime env of
+                    s2ray's sampler actors, Ray started as for b): no Ray Data, no s2ray code. Splits the gap between
+                    (a) and (b) into what running inside a Ray worker costs and what s2ray's own path costs.
   (b) s2ray         `s2ray.generate.generate` (Ray Data -> System2Sampler actor with one AsyncLLM; rar1, n=k per
                     row, then vote + filter + records.jsonl/distill.jsonl written per batch) on one JSONL file, as
                     `s2ray generate --input rows.jsonl` runs. Ray Data reads that file as ONE block, so one map task
@@ -68,12 +71,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 GOALS = {"ratio_vs_vllm": 0.9, "ratio_vs_ray_data_llm": 1.5}
-SYSTEMS = {"a": "vllm", "b": "s2ray", "b2": "s2ray_split", "c": "ray_data_llm", "d1": "step_sync", "d2": "async",
+SYSTEMS = {"a": "vllm", "a2": "vllm_in_actor", "b": "s2ray", "b2": "s2ray_split", "c": "ray_data_llm",
+           "d1": "step_sync", "d2": "async",
            "e1": "s2ray_rar2", "e2": "ray_data_llm_rar2"}
 RATIOS = {"ratio_vs_vllm": ("s2ray", "vllm"), "ratio_vs_ray_data_llm": ("s2ray", "ray_data_llm"),
           "ratio_async_vs_step_sync": ("async", "step_sync"), "split_ratio_vs_vllm": ("s2ray_split", "vllm"),
           "split_ratio_vs_ray_data_llm": ("s2ray_split", "ray_data_llm"),
-          "rar2_ratio_vs_ray_data_llm": ("s2ray_rar2", "ray_data_llm_rar2")}
+          "rar2_ratio_vs_ray_data_llm": ("s2ray_rar2", "ray_data_llm_rar2"),
+          "ratio_vs_vllm_in_actor": ("s2ray", "vllm_in_actor"), "vllm_in_actor_vs_vllm": ("vllm_in_actor", "vllm")}
 TASKS = ("last_letter", "coin_flip")
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -337,6 +342,25 @@ def run_raw_vllm(cfg, model: str, rows: list[dict], sampling, run_step_sync: boo
     return results
 
 
+def run_raw_vllm_in_actor(cfg, model: str, rows: list[dict], sampling, runtime_env: dict) -> dict[str, Any]:
+    """(a2) `run_raw_vllm`'s (a) in a plain Ray actor with the sampler actors' CPUs and environment."""
+    import ray
+
+    from s2ray.engine import engine_env
+
+    @ray.remote(num_cpus=cfg.generate.num_cpus, num_gpus=cfg.generate.num_gpus)
+    class RawVLLM:
+        def run(self) -> dict[str, Any]:
+            os.environ.update(engine_env(cfg.engine))  # as VLLMEngine does: read when vLLM starts
+            return run_raw_vllm(cfg, model, rows, sampling, run_step_sync=False, run_raw=True)["vllm"]
+
+    actor = RawVLLM.options(runtime_env=runtime_env).remote()
+    try:
+        return ray.get(actor.run.remote())
+    finally:
+        ray.kill(actor)
+
+
 def run_async_programs(cfg, model: str, rows: list[dict], sampling) -> dict[str, Any]:
     """(d2) rar2.run for every row at once on one VLLMEngine (AsyncLLM): chains continue independently."""
     import asyncio
@@ -554,8 +578,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "chat-template/tokenize/detokenize stages")
     parser.add_argument("--s2ray-input", choices=("file", "split", "both"), default="file", help="(b) input as "
                         "one JSONL file (b, the headline), files of generate.batch_size rows (b2), or both")
-    parser.add_argument("--only", default="a,b,c,d,e", help="systems to run, comma-separated from a,b,c,d,e "
-                        "(e: the 2-step rar2 through s2ray vs chained ray.data.llm processors)")
+    parser.add_argument("--only", default="a,b,c,d,e", help="systems to run, comma-separated from a,a2,b,c,d,e "
+                        "(a2: raw vLLM inside a Ray actor; e: the 2-step rar2 through s2ray vs chained ray.data.llm "
+                        "processors)")
     parser.add_argument("--e-cpus", type=float, default=2.0, help="(e) CPUs each side gets in all: s2ray's one "
                         "actor, or ray.data.llm's two engine stages (half each)")
     parser.add_argument("--rounds", type=int, default=1, help="run the selected systems this many times, one "
@@ -568,7 +593,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rows = args.rows or (32 if args.quick else 1024)
     args.k = args.k or (4 if args.quick else 8)
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
-    assert args.only <= {"a", "b", "c", "d", "e"}, f"--only takes a,b,c,d,e; got {sorted(args.only)}"
+    assert args.only <= {"a", "a2", "b", "c", "d", "e"}, f"--only takes a,a2,b,c,d,e; got {sorted(args.only)}"
     assert 1 <= args.rows <= 20000 and 1 <= args.k <= 64, "bounded: rows <= 20000, k <= 64"
     assert 1 <= args.rounds <= 10, f"--rounds takes 1 to 10; got {args.rounds}"
     return args
@@ -603,7 +628,7 @@ def run_round(args, cfg, cfg_rar2, model: str, rows: list[dict], sampling, failu
                                             run_raw="a" in args.only))
     if "d" in args.only:
         attempt("async", lambda: run_async_programs(cfg, model, rows, sampling))
-    if args.only & {"b", "c", "e"}:
+    if args.only & {"a2", "b", "c", "e"}:
         import ray
 
         # every system's engines run with the same settings and environment, ray.data.llm's included: (b, c) what
@@ -611,7 +636,8 @@ def run_round(args, cfg, cfg_rar2, model: str, rows: list[dict], sampling, failu
         def runtime_env(key: str) -> dict:
             env = engine_env(cfg.engine) if key == "e" else sampler_env(cfg)
             return {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": os.environ["VLLM_CPU_OMP_THREADS_BIND"], **env}}
-        todo = [("b", "s2ray")] if args.s2ray_input in ("file", "both") else []
+        todo = [("a2", "vllm_in_actor")]
+        todo += [("b", "s2ray")] if args.s2ray_input in ("file", "both") else []
         todo += [("b", "s2ray_split")] if args.s2ray_input in ("split", "both") else []
         for key, name in [*todo, ("c", "ray_data_llm"), ("e", "s2ray_rar2"), ("e", "ray_data_llm_rar2")]:
             if key not in args.only:
@@ -623,7 +649,9 @@ def run_round(args, cfg, cfg_rar2, model: str, rows: list[dict], sampling, failu
                      runtime_env=runtime_env(key))
             ray.data.DataContext.get_current().enable_progress_bars = False
             try:
-                if name == "ray_data_llm_rar2":
+                if name == "vllm_in_actor":
+                    attempt(name, lambda: run_raw_vllm_in_actor(cfg, model, rows, sampling, runtime_env("a2")))
+                elif name == "ray_data_llm_rar2":
                     attempt(name, lambda: run_ray_data_llm_rar2(cfg, model, rows, sampling, args.rdl_batch_size,
                                                                 args.e_cpus))
                 elif name.startswith("s2ray"):

@@ -100,11 +100,25 @@ def _parquet_row(row: dict[str, Any]) -> dict[str, Any]:
     return parse_line(0, raw, f"parquet row {hashlib.sha1(raw).hexdigest()[:12]}")
 
 
+def is_parquet(path: str) -> bool:
+    """A .parquet file, or a folder (local or any URI pyarrow reads: s3://, gs://, file://...) holding one."""
+    if path.rstrip("/").endswith(".parquet"):
+        return True
+    if "://" not in path:
+        return Path(path).is_dir() and any(Path(path).glob("*.parquet"))
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(path)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return False
+    return any(f.path.endswith(".parquet") for f in fs.get_file_info(pafs.FileSelector(root)))
+
+
 def read_inputs(path: str):
     """A Ray Dataset of {"id", "row"} from JSONL (line by line, so one bad line never fails the read) or Parquet."""
     import ray.data
 
-    if str(path).endswith(".parquet") or (Path(path).is_dir() and any(Path(path).glob("*.parquet"))):
+    if is_parquet(str(path)):
         return ray.data.read_parquet(path).map(_parquet_row)
     return ray.data.read_binary_files(path, include_paths=True).flat_map(_lines)
 
@@ -295,21 +309,25 @@ def finish(out: Path, counts: dict[str, int], tokens: int, seconds: float, resum
     return summary
 
 
-def _kept(task, votes: list, tau: float) -> bool:
-    """Re-apply the filter at another tau: judging rows hold k original + k swapped-back votes."""
+def _kept(task, votes: list, tau: float, min_valid: int = 1, swapped: bool = True) -> bool:
+    """Re-apply the filter at another tau, with the run's min_valid: judging rows sampled with the order swap hold k
+    original + k swapped-back votes. (A USC row is re-judged by majority: its extra call is not made again.)"""
     from s2ray.filters import kept_at, order_swap
 
-    if hasattr(task, "swap") and len(votes) % 2 == 0 and votes:
+    if swapped and hasattr(task, "swap") and len(votes) % 2 == 0 and votes:
         half = len(votes) // 2
-        return order_swap(votes[:half], votes[half:], tau).kept
-    return kept_at(votes, tau)
+        return order_swap(votes[:half], votes[half:], tau, min_valid).kept
+    return kept_at(votes, tau, min_valid)
 
 
 def precision_report(out: Path, taus: tuple[float, ...] = (0.5, 0.625, 0.75, 0.875, 1.0)) -> str:
-    """Kept fraction and precision of kept targets against gold, per task and tau (toy rows only).
+    """Kept fraction and precision of kept targets against gold, per task and tau (toy rows only), under the
+    min_valid and order swap the records were made with (settings.json).
 
     Evaluation only: gold is recomputed here from the inputs and never read by the pipeline.
     """
+    settings = json.loads((out / "settings.json").read_text()) if (out / "settings.json").exists() else {}
+    min_valid, swapped = settings.get("generate.min_valid", 1), settings.get("generate.order_swap", True)
     inputs = {r["id"]: r for r in map(json.loads, open(out / "inputs.jsonl"))}
     by_task: dict[str, list[dict]] = {}
     for rec in filter(None, map(_json_object, open(out / "records.jsonl"))):
@@ -319,7 +337,7 @@ def precision_report(out: Path, taus: tuple[float, ...] = (0.5, 0.625, 0.75, 0.8
     for task_name, recs in sorted(by_task.items()):
         task = get_task(task_name)
         for tau in taus:
-            kept = [r for r in recs if _kept(task, json.loads(r["votes"]), tau)]
+            kept = [r for r in recs if _kept(task, json.loads(r["votes"]), tau, min_valid, swapped)]
             right = sum(task.score(r["answer"], task.gold(inputs[r["id"]])) for r in kept)
             lines.append(f"{task_name:<13}{tau:>6.3f}{len(kept) / len(recs):>8.1%}"
                          f"{right / max(len(kept), 1):>11.1%}")

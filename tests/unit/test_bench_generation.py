@@ -52,7 +52,8 @@ def test_ratios_and_goals():
     steady = ratios(systems)
     assert steady == {"ratio_vs_vllm": 0.9, "ratio_vs_ray_data_llm": 1.8, "ratio_async_vs_step_sync": 0.8,
                       "split_ratio_vs_vllm": None, "split_ratio_vs_ray_data_llm": None,
-                      "rar2_ratio_vs_ray_data_llm": None}
+                      "rar2_ratio_vs_ray_data_llm": None, "ratio_vs_vllm_in_actor": None,
+                      "vllm_in_actor_vs_vllm": None}
     assert ratios(systems, "end_to_end")["ratio_vs_vllm"] == 0.475
     assert goals(steady) == {"ratio_vs_vllm_ge_0.9": True, "ratio_vs_ray_data_llm_ge_1.5": True}
     table = format_table(systems, steady, ratios(systems, "end_to_end"))
@@ -104,6 +105,7 @@ def test_args_quick_and_bounds():
     args = parse_args(["--quick"])
     assert (args.rows, args.k, args.only) == (32, 4, {"a", "b", "c", "d", "e"})
     assert parse_args(["--rows", "64", "--only", "a,b"]).only == {"a", "b"}
+    assert parse_args(["--only", "a,a2,b"]).only == {"a", "a2", "b"}
     with pytest.raises(AssertionError):
         parse_args(["--only", "x"])
 

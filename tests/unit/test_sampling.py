@@ -203,3 +203,43 @@ def test_resuming_with_other_record_settings_is_refused_naming_them(tmp_path):
     with pytest.raises(ConfigError, match=r"generate.num_samples: 4 -> 8"):
         check_resume(tmp_path, other, resuming=True)
     check_resume(tmp_path, other, resuming=False)  # a fresh folder (nothing recorded) takes the new settings
+
+
+def test_precision_report_applies_the_runs_min_valid_and_order_swap(tmp_path):
+    from s2ray.generate import check_resume, precision_report, record_settings
+    from s2ray.tasks import get_task, make_rows
+
+    coin, judge = get_task("coin_flip"), get_task("pair_judge")
+    flip, pair = make_rows(coin, "unlabelled", 1, 0)[0], make_rows(judge, "unlabelled", 1, 0)[0]
+    right, wrong = judge.gold(pair), judge.unswap(judge.gold(pair))
+
+    def record(row, task, votes, status):
+        return {"id": row["id"], "task": task.NAME, "votes": json.dumps(votes), "answer": votes[0],
+                "target": votes[0], "status": status}
+
+    (tmp_path / "inputs.jsonl").write_text(json.dumps(flip) + "\n" + json.dumps(pair) + "\n")
+    records = [record(flip, coin, [coin.gold(flip), None, None, None], "dropped"),  # 1 valid vote of 4
+               record(pair, judge, [right, right, right, wrong], "kept")]  # 4 votes in one order: no swap
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = load_config("local-cpu", ["generate.num_samples=4", "generate.min_valid=2", "generate.order_swap=false"])
+    check_resume(tmp_path, record_settings(cfg, "toy"), resuming=False)
+    rows = {tuple(line.split()[:2]): line.split()[2] for line in precision_report(tmp_path).splitlines()[1:]}
+    assert rows[("coin_flip", "0.500")] == "0.0%"  # under min_valid 2, as the run dropped it
+    assert rows[("pair_judge", "0.750")] == "100.0%"  # 3 of 4 agree; not split into two "orders" of 2
+    assert rows[("pair_judge", "1.000")] == "0.0%"
+
+
+def test_parquet_inputs_are_recognised_in_local_and_remote_folders(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from s2ray.generate import is_parquet
+
+    (tmp_path / "pq").mkdir()
+    (tmp_path / "jsonl").mkdir()
+    pq.write_table(pa.table({"id": ["a"]}), tmp_path / "pq" / "part-0.parquet")
+    (tmp_path / "jsonl" / "part-0.jsonl").write_text('{"id": "a"}\n')
+    assert is_parquet(str(tmp_path / "pq")) and is_parquet(f"file://{tmp_path}/pq/")
+    assert is_parquet("s3://bucket/rows.parquet")
+    assert not is_parquet(str(tmp_path / "jsonl")) and not is_parquet(f"file://{tmp_path}/jsonl")
+    assert not is_parquet(f"file://{tmp_path}/jsonl/part-0.jsonl")
