@@ -51,3 +51,24 @@ def test_generate_records_votes_filters_and_errors(tmp_path, toy_model):
     assert summary["errors_by_kind"] == {"missing_field": 1, "empty_field": 1, "wrong_type": 1, "too_long": 1,
                                          "invalid_utf8": 1}
     assert "5 errors (1 empty_field, 1 invalid_utf8, 1 missing_field, 1 too_long, 1 wrong_type)" in done.stdout
+
+
+def test_generate_reads_a_parquet_folder_given_as_a_uri(tmp_path, toy_model):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from s2ray.tasks import get_task, make_rows
+
+    folder = tmp_path / "rows"
+    folder.mkdir()
+    ids = set()
+    for part, name in enumerate(("last_letter", "coin_flip")):
+        rows = make_rows(get_task(name), "unlabelled", 3, seed=11)
+        for row in rows:
+            row.pop("label")
+            ids.add(row["id"])
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"part-{part}.parquet")
+    run_cli(tmp_path / "out", f"file://{folder}/")  # a URI, as s3://bucket/rows/ would be
+    records = [json.loads(line) for line in open(tmp_path / "out" / "records.jsonl")]
+    assert {r["id"] for r in records} == ids and len(records) == len(ids)
+    assert not (tmp_path / "out" / "errors.jsonl").read_text()
