@@ -69,6 +69,6 @@ def test_generate_reads_a_parquet_folder_given_as_a_uri(tmp_path, toy_model):
             ids.add(row["id"])
         pq.write_table(pa.Table.from_pylist(rows), folder / f"part-{part}.parquet")
     run_cli(tmp_path / "out", f"file://{folder}/")  # a URI, as s3://bucket/rows/ would be
-    records = [json.loads(line) for line in open(tmp_path / "out" / "records.jsonl")]
+    records = [json.loads(line) for line in (tmp_path / "out" / "records.jsonl").read_text().splitlines()]
     assert {r["id"] for r in records} == ids and len(records) == len(ids)
     assert not (tmp_path / "out" / "errors.jsonl").read_text()
