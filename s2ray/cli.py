@@ -40,15 +40,10 @@ def cmd_toy_model(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_generate(cfg: Config, args: argparse.Namespace) -> int:
-    from s2ray.config import ConfigError
     from s2ray.generate import generate, precision_report
 
     out = run_folder(cfg, args.out)
-    try:
-        generate(cfg, base_model(cfg), out / "generate" if not args.out else out, args.input)
-    except ConfigError as e:  # e.g. resuming a folder written with another k
-        print(f"s2ray generate: {e}", file=sys.stderr)
-        return 2
+    generate(cfg, base_model(cfg), out / "generate" if not args.out else out, args.input)
     if not (args.input or cfg.generate.input):  # toy rows: gold is computable, report the kept targets' precision
         print(precision_report(out / "generate" if not args.out else out))
     return 0
@@ -64,17 +59,12 @@ def cmd_eval(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
-    from s2ray.config import ConfigError
     from s2ray.pipeline import pick_run_dir, run_pipeline
 
     model = base_model(cfg)
     run_dir = pick_run_dir(cfg, args.out, args.fresh)
     print(f"run folder: {run_dir}")
-    try:
-        run_pipeline(cfg, model, run_dir)
-    except ConfigError as e:  # e.g. --out names a run whose generation was made with another k
-        print(f"s2ray run: {e}", file=sys.stderr)
-        return 2
+    run_pipeline(cfg, model, run_dir)
     return 0
 
 
@@ -137,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"s2ray: config error: {e}", file=sys.stderr)
         return 2
-    return COMMANDS[args.command][1](cfg, args)
+    try:
+        return COMMANDS[args.command][1](cfg, args)
+    except ConfigError as e:  # found while running, e.g. resuming a generation folder written with another k
+        print(f"s2ray {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -243,3 +243,18 @@ def test_parquet_inputs_are_recognised_in_local_and_remote_folders(tmp_path):
     assert is_parquet("s3://bucket/rows.parquet")
     assert not is_parquet(str(tmp_path / "jsonl")) and not is_parquet(f"file://{tmp_path}/jsonl")
     assert not is_parquet(f"file://{tmp_path}/jsonl/part-0.jsonl")
+
+
+def test_the_cli_refuses_a_resume_with_other_settings_with_exit_2(tmp_path, capsys):
+    from s2ray.cli import main
+    from s2ray.generate import check_resume, record_settings
+
+    model = [f"model={tmp_path / 'model'}", "train.replay_fraction=0"]  # a model path: no toy model to build
+    cfg = load_config("local-cpu", [*model, "generate.num_samples=4"])
+    check_resume(tmp_path, record_settings(cfg, cfg.model), resuming=False)
+    (tmp_path / "records.jsonl").write_text('{"id": "a"}\n')
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": "b", "task": "coin_flip"}\n')
+    assert main(["generate", "--out", str(tmp_path), "--input", str(rows), *model, "generate.num_samples=8"]) == 2
+    err = capsys.readouterr().err  # refused before Ray or an engine starts
+    assert err.startswith("s2ray generate: ") and "generate.num_samples: 4 -> 8" in err and "model:" not in err
